@@ -1,0 +1,33 @@
+//! The kernel clock the XDP program stamps with.
+//!
+//! `bpf_ktime_get_ns()` reads CLOCK_MONOTONIC, so ages of map timestamps must be
+//! computed against the same clock, not against `Instant` or wall time.
+use std::time::Duration;
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// How long ago a kernel timestamp was (zero if it lies in the future).
+pub fn age(stamp_ns: u64) -> Duration {
+    Duration::from_nanos(monotonic_ns().saturating_sub(stamp_ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_of_now_is_small_and_future_is_zero() {
+        let now = monotonic_ns();
+        assert!(age(now) < Duration::from_secs(1));
+        assert_eq!(age(now + 10_000_000_000), Duration::ZERO);
+    }
+}

@@ -1,0 +1,5 @@
+//! ha-daemon: VRRP failover for Redis with kernel-side advert timing.
+//!
+//! The binary (`main.rs`) is a thin edge over these modules; integration tests
+//! and `cargo xtask` use them directly.
+pub mod ebpf;

@@ -1,0 +1,253 @@
+//! Hand-built Ethernet frames for feeding the XDP program and the daemon.
+//!
+//! Written from RFC 3768 / RFC 5798 independently of the daemon's own codec,
+//! so the tests check one implementation against another.
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub const VRRP_MCAST4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub const VRRP_MCAST6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+pub const SRC_MAC: [u8; 6] = [0x02, 0, 0x5e, 0, 0, 0x01];
+/// 01:00:5e:00:00:12, the Ethernet group of 224.0.0.18.
+pub const MCAST4_MAC: [u8; 6] = [0x01, 0, 0x5e, 0, 0, 0x12];
+/// 33:33:00:00:00:12, the Ethernet group of ff02::12.
+pub const MCAST6_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 0x12];
+
+/// Internet checksum (RFC 1071) over `data`, starting from `sum`.
+pub fn checksum(mut sum: u32, data: &[u8]) -> u16 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo_sum(parts: &[&[u8]]) -> u32 {
+    let mut sum = 0u32;
+    for p in parts {
+        for c in p.chunks(2) {
+            let hi = c[0];
+            let lo = c.get(1).copied().unwrap_or(0);
+            sum += u32::from(u16::from_be_bytes([hi, lo]));
+        }
+    }
+    sum
+}
+
+/// A VRRPv2 advert (RFC 3768 section 5.1): IPv4 only, interval in seconds,
+/// `auth` = Some(password) for simple-text authentication (type 1).
+pub fn vrrp_v2(
+    vrid: u8,
+    priority: u8,
+    interval_s: u8,
+    addrs: &[Ipv4Addr],
+    auth: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut p = vec![
+        0x21,
+        vrid,
+        priority,
+        addrs.len() as u8,
+        auth.map_or(0, |_| 1),
+        interval_s,
+        0,
+        0,
+    ];
+    for a in addrs {
+        p.extend_from_slice(&a.octets());
+    }
+    let mut pass = [0u8; 8];
+    if let Some(a) = auth {
+        let n = a.len().min(8);
+        pass[..n].copy_from_slice(&a[..n]);
+    }
+    p.extend_from_slice(&pass);
+    let c = checksum(0, &p);
+    p[6..8].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// A VRRPv3 advert over IPv4 (RFC 5798 section 5.1): interval in centiseconds,
+/// checksum over the IPv4 pseudo-header.
+pub fn vrrp_v3_v4(
+    vrid: u8,
+    priority: u8,
+    interval_cs: u16,
+    addrs: &[Ipv4Addr],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) -> Vec<u8> {
+    let mut p = vrrp_v3_head(vrid, priority, interval_cs, addrs.len());
+    for a in addrs {
+        p.extend_from_slice(&a.octets());
+    }
+    let len = (p.len() as u16).to_be_bytes();
+    let sum = pseudo_sum(&[&src.octets(), &dst.octets(), &[0, 112], &len]);
+    let c = checksum(sum, &p);
+    p[6..8].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// A VRRPv3 advert over IPv6, checksum over the IPv6 pseudo-header.
+pub fn vrrp_v3_v6(
+    vrid: u8,
+    priority: u8,
+    interval_cs: u16,
+    addrs: &[Ipv6Addr],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+) -> Vec<u8> {
+    let mut p = vrrp_v3_head(vrid, priority, interval_cs, addrs.len());
+    for a in addrs {
+        p.extend_from_slice(&a.octets());
+    }
+    let len = (p.len() as u32).to_be_bytes();
+    let sum = pseudo_sum(&[&src.octets(), &dst.octets(), &len, &[0, 0, 0, 112]]);
+    let c = checksum(sum, &p);
+    p[6..8].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+fn vrrp_v3_head(vrid: u8, priority: u8, interval_cs: u16, count: usize) -> Vec<u8> {
+    let int = (interval_cs & 0x0fff).to_be_bytes();
+    vec![0x31, vrid, priority, count as u8, int[0], int[1], 0, 0]
+}
+
+/// An IPv4 packet (no options) around `payload`.
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let total = (20 + payload.len()) as u16;
+    let mut h = vec![0x45, 0xc0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0, ttl, proto, 0, 0]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let c = checksum(0, &h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IPv6 packet (no extension headers) around `payload`.
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    h.extend_from_slice(&[next, hop_limit]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An Ethernet frame, with one 802.1Q tag when `vlan` is set.
+pub fn ethernet(
+    dst: [u8; 6],
+    src: [u8; 6],
+    ethertype: u16,
+    vlan: Option<u16>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(18 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if let Some(id) = vlan {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&(id & 0x0fff).to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A complete multicast VRRPv2 advert frame from `src`.
+pub fn advert_v2_frame(
+    src: Ipv4Addr,
+    vrid: u8,
+    priority: u8,
+    interval_s: u8,
+    vips: &[Ipv4Addr],
+    auth: Option<&[u8]>,
+    vlan: Option<u16>,
+) -> Vec<u8> {
+    let vrrp = vrrp_v2(vrid, priority, interval_s, vips, auth);
+    ethernet(
+        MCAST4_MAC,
+        SRC_MAC,
+        0x0800,
+        vlan,
+        &ipv4(src, VRRP_MCAST4, 112, 255, &vrrp),
+    )
+}
+
+/// A complete multicast VRRPv3 advert frame over IPv4 from `src`.
+pub fn advert_v3_frame(
+    src: Ipv4Addr,
+    vrid: u8,
+    priority: u8,
+    interval_cs: u16,
+    vips: &[Ipv4Addr],
+    vlan: Option<u16>,
+) -> Vec<u8> {
+    let vrrp = vrrp_v3_v4(vrid, priority, interval_cs, vips, src, VRRP_MCAST4);
+    ethernet(
+        MCAST4_MAC,
+        SRC_MAC,
+        0x0800,
+        vlan,
+        &ipv4(src, VRRP_MCAST4, 112, 255, &vrrp),
+    )
+}
+
+/// A complete multicast VRRPv3 advert frame over IPv6 from `src`.
+pub fn advert_v3_frame6(
+    src: Ipv6Addr,
+    vrid: u8,
+    priority: u8,
+    interval_cs: u16,
+    vips: &[Ipv6Addr],
+    vlan: Option<u16>,
+) -> Vec<u8> {
+    let vrrp = vrrp_v3_v6(vrid, priority, interval_cs, vips, src, VRRP_MCAST6);
+    ethernet(
+        MCAST6_MAC,
+        SRC_MAC,
+        0x86dd,
+        vlan,
+        &ipv6(src, VRRP_MCAST6, 112, 255, &vrrp),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_verify_to_zero() {
+        let src = Ipv4Addr::new(198, 18, 0, 1);
+        let v3 = vrrp_v3_v4(
+            1,
+            100,
+            100,
+            &[Ipv4Addr::new(198, 18, 0, 100)],
+            src,
+            VRRP_MCAST4,
+        );
+        let len = (v3.len() as u16).to_be_bytes();
+        let sum = pseudo_sum(&[&src.octets(), &VRRP_MCAST4.octets(), &[0, 112], &len]);
+        assert_eq!(checksum(sum, &v3), 0);
+        let ip = ipv4(src, VRRP_MCAST4, 112, 255, &v3);
+        assert_eq!(checksum(0, &ip[..20]), 0);
+        let v2 = vrrp_v2(
+            1,
+            100,
+            1,
+            &[Ipv4Addr::new(198, 18, 0, 100)],
+            Some(b"secret"),
+        );
+        assert_eq!(checksum(0, &v2), 0);
+    }
+}

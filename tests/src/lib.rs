@@ -1,0 +1,77 @@
+//! A test bed of hosts in network namespaces on one bridge, and the processes
+//! run on them. Used by the integration tests and by `cargo xtask lab`.
+//!
+//! Everything lives in namespaces this process made: the bridge is inside its
+//! own namespace, no interface is added to the root namespace, and every
+//! namespace is deleted (its processes killed first) when its guard drops,
+//! also when a test panics. Namespaces left by a run that was killed are
+//! removed by the next run (their names carry the dead run's pid).
+pub mod frames;
+pub mod netns;
+pub mod proc;
+
+pub use netns::{Host, Lan, Netns};
+pub use proc::Proc;
+
+use std::path::PathBuf;
+
+/// Root of the workspace (where `target/` is).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Fails the test with a clear message unless run as root: namespaces and
+/// eBPF need it, and a test that cannot run must fail, not pass by skipping.
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (network namespaces, XDP, raw sockets): run `sudo -E cargo xtask test`"
+    );
+}
+
+/// A fresh scratch directory under target/, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let p = workspace_root().join("target/testbed").join(format!(
+            "{}-{}-{}",
+            tag,
+            std::process::id(),
+            netns::next_id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Polls `f` every 10 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

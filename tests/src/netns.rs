@@ -1,0 +1,275 @@
+//! Network namespaces, a bridge between them, and hosts on it.
+use std::{
+    fs::File,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Command, Output},
+    sync::{
+        Once,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::proc::Proc;
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A number unique within this process, for names.
+pub fn next_id() -> u32 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs a command to completion; an error carries its stderr.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> Result<String> {
+    let out = run(Command::new("ip").args(args))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network namespace made by this process; deleted with its processes on drop.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    pub fn create(name: &str) -> Result<Self> {
+        if name.len() > 60 {
+            bail!("namespace name {name:?} too long");
+        }
+        ip(&["netns", "add", name])?;
+        let ns = Self { name: name.into() };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// A command that runs `program` inside this namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `program args` inside the namespace to completion and returns stdout.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
+        let out = run(self.command(program).args(args))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts a long-running `cmd` (built with [`Netns::command`]), logging to `log`.
+    pub fn spawn(&self, name: &str, cmd: Command, log: PathBuf) -> Result<Proc> {
+        Proc::spawn(name, cmd, log)
+    }
+
+    /// Runs `f` on a thread whose network namespace is this one: for in-process
+    /// work such as attaching XDP or opening sockets there.
+    pub fn enter<R: Send, F: FnOnce() -> R + Send>(&self, f: F) -> Result<R> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid namespace fd; affects only this thread.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    bail!("setns into {}: {}", path, std::io::Error::last_os_error());
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|e| std::panic::resume_unwind(e))
+            .and_then(|r| r)
+        })
+    }
+
+    /// Kills every process in the namespace.
+    pub fn kill_all(&self) {
+        if let Ok(pids) = ip(&["netns", "pids", &self.name]) {
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.kill_all();
+        for _ in 0..50 {
+            if ip(&["netns", "del", &self.name]).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        eprintln!("warning: could not delete namespace {}", self.name);
+    }
+}
+
+/// Deletes namespaces named `PREFIX<pid>x...` whose creating process is gone:
+/// what a killed test run left behind.
+pub fn remove_stale(prefix: &str) {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if pid.is_empty() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        drop(Netns { name });
+    }
+}
+
+/// One host on the LAN: its namespace, interface and addresses.
+pub struct Host {
+    pub ns: Netns,
+    /// Name of the host (h1, h2, ...), also the bridge port's name.
+    pub name: String,
+    /// The host's interface to the LAN (always `eth0` inside its namespace).
+    pub iface: String,
+    pub addr4: Ipv4Addr,
+    pub addr6: Ipv6Addr,
+    pub mac: String,
+}
+
+impl Host {
+    /// Reads the host's neighbour entry for `addr` (`ip neigh`), if any.
+    pub fn neighbour_mac(&self, addr: &str) -> Option<String> {
+        let out = self
+            .ns
+            .ip(&["neigh", "show", "to", addr, "dev", &self.iface])
+            .ok()?;
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "lladdr" {
+                return words.next().map(str::to_owned);
+            }
+        }
+        None
+    }
+
+    /// The addresses on the host's LAN interface (`ip -br addr`).
+    pub fn addresses(&self) -> Vec<String> {
+        self.ns
+            .ip(&["-br", "addr", "show", "dev", &self.iface])
+            .map(|o| o.split_whitespace().skip(2).map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Hosts on one Ethernet segment: a bridge in its own namespace, a veth per host.
+///
+/// Addresses: host i (from 1) is 198.18.0.i/24 and fd18::i/64 (RFC 2544
+/// benchmarking and unique-local ranges, only ever inside these namespaces).
+pub struct Lan {
+    pub hosts: Vec<Host>,
+    // Dropped after the hosts: deleting a host namespace removes its veth pair.
+    pub bridge: Netns,
+}
+
+impl Lan {
+    /// `prefix` names the namespaces (`PREFIX<pid>x<id>h1` ...); keep it short.
+    pub fn new(prefix: &str, hosts: usize) -> Result<Self> {
+        static CLEAN: Once = Once::new();
+        CLEAN.call_once(|| remove_stale(prefix));
+        let base = format!("{prefix}{}x{}", std::process::id(), next_id());
+        let bridge = Netns::create(&format!("{base}br"))?;
+        // Multicast snooping off: VRRP's 224.0.0.18 must reach every port.
+        bridge.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        bridge.ip(&["link", "set", "br0", "up"])?;
+        let mut lan = Self {
+            hosts: Vec::new(),
+            bridge,
+        };
+        for i in 1..=hosts {
+            lan.add_host(&base, i)?;
+        }
+        Ok(lan)
+    }
+
+    fn add_host(&mut self, base: &str, i: usize) -> Result<()> {
+        let name = format!("h{i}");
+        let ns = Netns::create(&format!("{base}{name}"))?;
+        ns.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &name,
+            "netns",
+            self.bridge.name(),
+        ])?;
+        self.bridge
+            .ip(&["link", "set", &name, "master", "br0", "up"])?;
+        let addr4 = Ipv4Addr::new(198, 18, 0, i as u8);
+        let addr6: Ipv6Addr = format!("fd18::{i}").parse()?;
+        ns.ip(&["addr", "add", &format!("{addr4}/24"), "dev", "eth0"])?;
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{addr6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        let mac = ns
+            .exec("cat", &["/sys/class/net/eth0/address"])?
+            .trim()
+            .to_owned();
+        self.hosts.push(Host {
+            ns,
+            name,
+            iface: "eth0".into(),
+            addr4,
+            addr6,
+            mac,
+        });
+        Ok(())
+    }
+
+    pub fn host(&self, i: usize) -> &Host {
+        &self.hosts[i - 1]
+    }
+}

@@ -1,0 +1,48 @@
+//! `cargo xtask <task>`: everything a developer or CI runs, from a fresh
+//! Debian machine to passing tests.
+mod build;
+mod setup;
+mod test;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "ha-daemon developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing (Debian packages, nightly rust-src, bpf-linker); idempotent.
+    Setup,
+    /// Build the XDP object (nightly, bpfel-unknown-none) into target/ebpf/ha-ebpf.o.
+    BuildEbpf {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build the XDP object and the ha-daemon binary that embeds it.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Setup, format and lint checks, unit tests, eBPF build and tests, integration tests (root).
+    Test,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r: Result<()> = match cli.task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf { release } => build::ebpf(release).map(|_| ()),
+        Task::Build { release } => build::all(release),
+        Task::Test => test::run(),
+    };
+    if let Err(e) = r {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,132 @@
+//! `cargo xtask setup`: installs what a fresh Debian 12 machine lacks, says what
+//! it does, and takes a few seconds when everything is already there.
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::util::{is_root, output, quiet_ok, step};
+
+/// Debian packages: LLVM 22 for bpf-linker, and the real peers the tests use.
+pub const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "redis-server",
+    "redis-tools",
+    "keepalived",
+    "tshark",
+    "tcpdump",
+    "iproute2",
+];
+
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+pub fn run() -> Result<()> {
+    println!("==> setup: checking what this machine has");
+    apt()?;
+    nightly()?;
+    bpf_linker()?;
+    println!("==> setup: everything is installed");
+    Ok(())
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let s = output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .unwrap_or_default();
+            !s.contains("install ok installed")
+        })
+        .collect()
+}
+
+fn apt() -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        println!("    Debian packages: all {} present", PACKAGES.len());
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "Debian packages missing: {}; run `cargo xtask setup` as root to install them",
+            missing.join(" ")
+        );
+    }
+    println!("    Debian packages missing: {}", missing.join(" "));
+    step(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-q"]),
+    )?;
+    step(
+        "apt-get install",
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    Ok(())
+}
+
+fn nightly() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step(
+            "rustup: nightly toolchain (builds the eBPF object)",
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+            ]),
+        )?;
+    }
+    let comps = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    for comp in ["rust-src", "rustfmt", "clippy"] {
+        if comps.lines().any(|l| l.starts_with(comp)) {
+            println!("    nightly {comp}: present");
+        } else {
+            step(
+                &format!("rustup: nightly {comp}"),
+                Command::new("rustup").args(["component", "add", comp, "--toolchain", "nightly"]),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    if quiet_ok(Command::new("bpf-linker").arg("--version")) {
+        println!("    bpf-linker: present");
+        return Ok(());
+    }
+    let path = format!(
+        "{LLVM_PREFIX}/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    step(
+        "cargo install bpf-linker (links the eBPF object against LLVM 22; takes a few minutes)",
+        Command::new("cargo")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env("LLVM_PREFIX", LLVM_PREFIX)
+            .env("PATH", path)
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                "^0.13",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ]),
+    )
+}
