@@ -3,3 +3,4 @@
 //! The binary (`main.rs`) is a thin edge over these modules; integration tests
 //! and `cargo xtask` use them directly.
 pub mod ebpf;
+pub mod vrrp;

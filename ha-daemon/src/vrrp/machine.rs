@@ -1,0 +1,399 @@
+//! The VRRP state machine of RFC 5798 section 6 (with RFC 9568's corrections),
+//! as pure code: events and the current time go in, actions come out. No I/O,
+//! no clock of its own; tests drive it with a virtual clock.
+//!
+//! Times are nanoseconds on CLOCK_MONOTONIC, the clock the XDP program stamps
+//! adverts with, so an advert's kernel arrival time can be fed in as is.
+//!
+//! Master-down is decided from the time of the last advert, not from when the
+//! timer event happens to be processed: a timer event that comes before the
+//! deadline computed from the last advert's arrival re-arms instead of taking
+//! over, so a daemon that wakes late and then drains its socket does not take
+//! over from a master that kept advertising.
+use std::net::IpAddr;
+
+use super::packet::Version;
+
+pub type Nanos = u64;
+const NS_PER_CS: u64 = 10_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+        })
+    }
+}
+
+/// The configuration the machine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    pub version: Version,
+    /// Configured priority, 1..=255 (255: address owner).
+    pub priority: u8,
+    /// Our advertisement interval in centiseconds.
+    pub interval_cs: u16,
+    pub preempt: bool,
+    /// After start-up, how long a higher-priority backup waits before it
+    /// preempts a lower-priority master (keepalived's `preempt_delay`).
+    pub preempt_delay_ns: Nanos,
+    /// Our primary address on the interface, for the equal-priority tie-break.
+    pub primary: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Startup,
+    Shutdown,
+    /// A valid advert for this instance (already checked against the config).
+    Advert {
+        from: IpAddr,
+        priority: u8,
+        interval_cs: u16,
+        /// When it arrived (kernel stamp if known, else receive time).
+        at: Nanos,
+    },
+    /// The armed timer may have expired.
+    Timer,
+    /// The effective priority changed (health checks); 1..=254, or 0 to resign.
+    Priority(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send an advert with this priority.
+    SendAdvert {
+        priority: u8,
+    },
+    AddVips,
+    RemoveVips,
+    /// Gratuitous ARP / unsolicited NA for the VIPs.
+    Announce,
+    /// Wake the machine with `Event::Timer` at this time (replaces any earlier).
+    ArmTimer {
+        at: Nanos,
+    },
+    CancelTimer,
+    StateChanged {
+        from: State,
+        to: State,
+        reason: Reason,
+    },
+}
+
+/// Why a transition happened; logged, counted, shown in status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Reason {
+    Startup,
+    AddressOwner,
+    MasterDown,
+    /// The master sent priority 0 and the skew time passed.
+    MasterResigned,
+    /// A lower-priority master was preempted.
+    Preempt,
+    HigherPriorityAdvert,
+    /// Same priority, the sender's address is higher.
+    TieBreak,
+    /// Our own priority fell to 0 (e.g. the local Redis is gone).
+    Resign,
+    Shutdown,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::Startup => "startup",
+            Reason::AddressOwner => "address owner (priority 255)",
+            Reason::MasterDown => "master down: no advert within Master_Down_Interval",
+            Reason::MasterResigned => "master resigned (priority 0)",
+            Reason::Preempt => "preempted a lower-priority master",
+            Reason::HigherPriorityAdvert => "advert with higher priority",
+            Reason::TieBreak => "equal priority, higher sender address",
+            Reason::Resign => "own priority 0",
+            Reason::Shutdown => "shutdown",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    params: Params,
+    state: State,
+    /// Effective priority (configured, adjusted by health checks).
+    priority: u8,
+    /// Master_Adver_Interval, learnt from the master's adverts (v3).
+    master_adver_cs: u16,
+    /// Last advert from the current master, when it arrived.
+    last_advert: Option<Nanos>,
+    master: Option<IpAddr>,
+    started_at: Nanos,
+    deadline: Option<Nanos>,
+    /// The deadline in Backup is the skew time after a priority-0 advert.
+    resigned: bool,
+}
+
+impl Machine {
+    pub fn new(params: Params) -> Self {
+        Self {
+            priority: params.priority,
+            master_adver_cs: params.interval_cs,
+            params,
+            state: State::Initialize,
+            last_advert: None,
+            master: None,
+            started_at: 0,
+            deadline: None,
+            resigned: false,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+    /// The master we follow in Backup (its advert source address).
+    pub fn master(&self) -> Option<IpAddr> {
+        self.master
+    }
+    pub fn deadline(&self) -> Option<Nanos> {
+        self.deadline
+    }
+    pub fn master_adver_interval_ns(&self) -> Nanos {
+        u64::from(self.master_adver_cs) * NS_PER_CS
+    }
+
+    /// Skew_Time: v3 scales with the master's interval; v2 is (256-Priority)/256 s.
+    pub fn skew_time_ns(&self) -> Nanos {
+        let p = 256 - u64::from(self.priority);
+        match self.params.version {
+            Version::V3 => p * self.master_adver_interval_ns() / 256,
+            Version::V2 => p * 1_000_000_000 / 256,
+        }
+    }
+
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval_ns(&self) -> Nanos {
+        3 * self.master_adver_interval_ns() + self.skew_time_ns()
+    }
+
+    fn advert_interval_ns(&self) -> Nanos {
+        u64::from(self.params.interval_cs) * NS_PER_CS
+    }
+
+    fn arm(&mut self, at: Nanos, out: &mut Vec<Action>) {
+        self.deadline = Some(at);
+        out.push(Action::ArmTimer { at });
+    }
+
+    fn go(&mut self, to: State, reason: Reason, out: &mut Vec<Action>) {
+        let from = self.state;
+        self.state = to;
+        out.push(Action::StateChanged { from, to, reason });
+    }
+
+    fn become_master(&mut self, now: Nanos, reason: Reason, out: &mut Vec<Action>) {
+        out.push(Action::SendAdvert {
+            priority: self.priority,
+        });
+        out.push(Action::AddVips);
+        out.push(Action::Announce);
+        self.master = None;
+        self.resigned = false;
+        self.arm(now + self.advert_interval_ns(), out);
+        self.go(State::Master, reason, out);
+    }
+
+    fn become_backup(&mut self, now: Nanos, reason: Reason, out: &mut Vec<Action>) {
+        if self.state == State::Master {
+            out.push(Action::RemoveVips);
+        }
+        self.master_adver_cs = match self.params.version {
+            Version::V3 => self.master_adver_cs,
+            Version::V2 => self.params.interval_cs,
+        };
+        self.last_advert = Some(now);
+        self.resigned = false;
+        self.arm(now + self.master_down_interval_ns(), out);
+        self.go(State::Backup, reason, out);
+    }
+
+    /// Feeds one event at time `now`; returns what to do, in order.
+    pub fn handle(&mut self, event: Event, now: Nanos) -> Vec<Action> {
+        let mut out = Vec::new();
+        match (self.state, event) {
+            (State::Initialize, Event::Startup) => {
+                self.started_at = now;
+                self.master_adver_cs = self.params.interval_cs;
+                if self.priority == 255 {
+                    self.become_master(now, Reason::AddressOwner, &mut out);
+                } else {
+                    self.become_backup(now, Reason::Startup, &mut out);
+                }
+            }
+            (State::Initialize, Event::Priority(p)) => self.priority = p,
+            (State::Initialize, _) => {}
+
+            (State::Backup | State::Master, Event::Startup) => {}
+
+            (State::Backup, Event::Shutdown) => {
+                self.deadline = None;
+                out.push(Action::CancelTimer);
+                self.go(State::Initialize, Reason::Shutdown, &mut out);
+            }
+            (State::Master, Event::Shutdown) => {
+                self.deadline = None;
+                out.push(Action::CancelTimer);
+                out.push(Action::SendAdvert { priority: 0 });
+                out.push(Action::RemoveVips);
+                self.go(State::Initialize, Reason::Shutdown, &mut out);
+            }
+
+            (State::Backup, Event::Timer) => {
+                let Some(deadline) = self.deadline else {
+                    return out;
+                };
+                if now < deadline {
+                    return out;
+                }
+                let reason = if self.resigned {
+                    Reason::MasterResigned
+                } else if self.master.is_some() && self.preempting(now) {
+                    Reason::Preempt
+                } else {
+                    Reason::MasterDown
+                };
+                if self.priority == 0 {
+                    // Resigned ourselves: never take over.
+                    self.arm(now + self.master_down_interval_ns(), &mut out);
+                    return out;
+                }
+                self.become_master(now, reason, &mut out);
+            }
+            (State::Master, Event::Timer) => {
+                if self.deadline.is_some_and(|d| now >= d) {
+                    out.push(Action::SendAdvert {
+                        priority: self.priority,
+                    });
+                    self.arm(now + self.advert_interval_ns(), &mut out);
+                }
+            }
+
+            (
+                State::Backup,
+                Event::Advert {
+                    from,
+                    priority,
+                    interval_cs,
+                    at,
+                },
+            ) => {
+                if priority == 0 {
+                    // The master resigned: take over after Skew_Time only.
+                    self.resigned = true;
+                    self.arm(at + self.skew_time_ns(), &mut out);
+                } else if !self.params.preempt
+                    || priority >= self.priority
+                    || self.in_preempt_delay(at)
+                {
+                    if self.params.version == Version::V3 {
+                        self.master_adver_cs = interval_cs;
+                    }
+                    self.master = Some(from);
+                    self.resigned = false;
+                    // Keep the latest arrival: adverts can be handed over out of order
+                    // when the kernel stamp and the socket are read separately.
+                    let last = self.last_advert.map_or(at, |l| l.max(at));
+                    self.last_advert = Some(last);
+                    self.arm(last + self.master_down_interval_ns(), &mut out);
+                } else {
+                    // A lower-priority master and we preempt: let the timer run out.
+                    self.master = Some(from);
+                }
+            }
+            (
+                State::Master,
+                Event::Advert {
+                    from,
+                    priority,
+                    interval_cs,
+                    at,
+                },
+            ) => {
+                if priority == 0 {
+                    out.push(Action::SendAdvert {
+                        priority: self.priority,
+                    });
+                    self.arm(now + self.advert_interval_ns(), &mut out);
+                } else if priority > self.priority
+                    || (priority == self.priority && addr_gt(from, self.params.primary))
+                {
+                    if self.params.version == Version::V3 {
+                        self.master_adver_cs = interval_cs;
+                    }
+                    let reason = if priority > self.priority {
+                        Reason::HigherPriorityAdvert
+                    } else {
+                        Reason::TieBreak
+                    };
+                    self.become_backup(at, reason, &mut out);
+                    self.master = Some(from);
+                }
+            }
+
+            (State::Backup, Event::Priority(p)) => {
+                self.priority = p;
+                // Skew_Time depends on the priority: re-arm from the last advert.
+                if let (Some(last), false) = (self.last_advert, self.resigned) {
+                    self.arm(last + self.master_down_interval_ns(), &mut out);
+                }
+            }
+            (State::Master, Event::Priority(p)) => {
+                self.priority = p;
+                if p == 0 {
+                    // Tell the backups to take over after their skew time.
+                    out.push(Action::SendAdvert { priority: 0 });
+                    self.become_backup(now, Reason::Resign, &mut out);
+                } else {
+                    out.push(Action::SendAdvert { priority: p });
+                    self.arm(now + self.advert_interval_ns(), &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn in_preempt_delay(&self, at: Nanos) -> bool {
+        at < self.started_at + self.params.preempt_delay_ns
+    }
+
+    fn preempting(&self, now: Nanos) -> bool {
+        self.params.preempt && !self.in_preempt_delay(now)
+    }
+}
+
+/// RFC 5798: "the primary IPvX Address of the sender is greater than the local
+/// primary IPvX Address", compared as unsigned integers in network order.
+fn addr_gt(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets() > b.octets(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets() > b.octets(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

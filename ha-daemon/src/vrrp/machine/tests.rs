@@ -1,0 +1,335 @@
+//! RFC 5798 section 6 transitions and timer values, on a virtual clock.
+use super::*;
+
+const MS: Nanos = 1_000_000;
+const S: Nanos = 1_000 * MS;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn params(version: Version, priority: u8, interval_cs: u16) -> Params {
+    Params {
+        version,
+        priority,
+        interval_cs,
+        preempt: true,
+        preempt_delay_ns: 0,
+        primary: ip("198.18.0.1"),
+    }
+}
+
+fn advert(from: &str, priority: u8, interval_cs: u16, at: Nanos) -> Event {
+    Event::Advert {
+        from: ip(from),
+        priority,
+        interval_cs,
+        at,
+    }
+}
+
+fn armed(actions: &[Action]) -> Option<Nanos> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::ArmTimer { at } => Some(*at),
+        _ => None,
+    })
+}
+
+fn changed(actions: &[Action]) -> Option<(State, Reason)> {
+    actions.iter().find_map(|a| match a {
+        Action::StateChanged { to, reason, .. } => Some((*to, *reason)),
+        _ => None,
+    })
+}
+
+fn backup(p: Params, now: Nanos) -> Machine {
+    let mut m = Machine::new(p);
+    m.handle(Event::Startup, now);
+    assert_eq!(m.state(), State::Backup);
+    m
+}
+
+#[test]
+fn startup_goes_to_backup_with_master_down_timer() {
+    let mut m = Machine::new(params(Version::V3, 100, 100));
+    let a = m.handle(Event::Startup, 5 * S);
+    assert_eq!(changed(&a), Some((State::Backup, Reason::Startup)));
+    // Skew_Time = (256-100) * 1 s / 256 = 609.375 ms; MDI = 3 s + skew.
+    assert_eq!(m.skew_time_ns(), 609_375_000);
+    assert_eq!(m.master_down_interval_ns(), 3_609_375_000);
+    assert_eq!(armed(&a), Some(5 * S + 3_609_375_000));
+    assert!(!a.contains(&Action::AddVips), "a backup never adds VIPs");
+}
+
+#[test]
+fn address_owner_becomes_master_at_once() {
+    let mut m = Machine::new(params(Version::V3, 255, 100));
+    let a = m.handle(Event::Startup, 0);
+    assert_eq!(
+        a,
+        vec![
+            Action::SendAdvert { priority: 255 },
+            Action::AddVips,
+            Action::Announce,
+            Action::ArmTimer { at: S },
+            Action::StateChanged {
+                from: State::Initialize,
+                to: State::Master,
+                reason: Reason::AddressOwner
+            },
+        ]
+    );
+}
+
+#[test]
+fn master_down_timer_expiry_takes_over_with_advert_vips_and_announcement() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    let d = m.deadline().unwrap();
+    assert!(
+        m.handle(Event::Timer, d - 1).is_empty(),
+        "early timer events are ignored"
+    );
+    let a = m.handle(Event::Timer, d);
+    assert_eq!(changed(&a), Some((State::Master, Reason::MasterDown)));
+    assert_eq!(
+        &a[..3],
+        &[
+            Action::SendAdvert { priority: 100 },
+            Action::AddVips,
+            Action::Announce
+        ]
+    );
+    assert_eq!(
+        armed(&a),
+        Some(d + S),
+        "Adver_Timer = Advertisement_Interval"
+    );
+}
+
+#[test]
+fn backup_learns_master_interval_v3_and_resets_timer_from_arrival() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    let a = m.handle(advert("198.18.0.2", 150, 1, 50 * MS), 60 * MS);
+    // Master_Adver_Interval = 10 ms; skew = 156 * 10 ms / 256 = 6.09375 ms.
+    assert_eq!(m.master_adver_interval_ns(), 10 * MS);
+    assert_eq!(m.skew_time_ns(), 6_093_750);
+    assert_eq!(
+        armed(&a),
+        Some(50 * MS + 30 * MS + 6_093_750),
+        "from the arrival time, not now"
+    );
+    assert_eq!(m.master(), Some(ip("198.18.0.2")));
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn v2_does_not_learn_interval_and_skew_is_in_seconds() {
+    let mut m = backup(params(Version::V2, 100, 100), 0);
+    m.handle(advert("198.18.0.2", 150, 300, 0), 0);
+    assert_eq!(m.master_adver_interval_ns(), S);
+    assert_eq!(m.skew_time_ns(), 156 * S / 256);
+}
+
+#[test]
+fn a_late_wakeup_does_not_take_over_from_a_live_master() {
+    let mut m = backup(params(Version::V3, 100, 1), 0);
+    let mdi = {
+        m.handle(advert("198.18.0.2", 150, 1, 0), 0);
+        m.master_down_interval_ns()
+    };
+    // Asleep for 3 × MDI while the master kept advertising; on waking the
+    // queued adverts (kernel-stamped) are handed in first, then the timer.
+    let wake = 3 * mdi;
+    for i in 1..=3 * mdi / (10 * MS) {
+        m.handle(advert("198.18.0.2", 150, 1, i * 10 * MS), wake);
+    }
+    let a = m.handle(Event::Timer, wake);
+    assert!(changed(&a).is_none(), "no takeover: {a:?}");
+    assert_eq!(m.state(), State::Backup);
+    // Out-of-order stamps never move the deadline back.
+    let d = m.deadline().unwrap();
+    m.handle(advert("198.18.0.2", 150, 1, 0), wake);
+    assert_eq!(m.deadline(), Some(d));
+}
+
+#[test]
+fn priority_zero_advert_takes_over_after_skew_time_only() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(advert("198.18.0.2", 150, 100, S), S);
+    let a = m.handle(advert("198.18.0.2", 0, 100, 2 * S), 2 * S);
+    assert_eq!(armed(&a), Some(2 * S + 609_375_000));
+    let t = m.handle(Event::Timer, 2 * S + 609_375_000);
+    assert_eq!(changed(&t), Some((State::Master, Reason::MasterResigned)));
+}
+
+#[test]
+fn preempt_lets_a_lower_priority_master_time_out() {
+    let mut m = backup(params(Version::V3, 200, 100), 0);
+    let d0 = m.deadline().unwrap();
+    let a = m.handle(advert("198.18.0.2", 100, 100, S), S);
+    assert!(
+        armed(&a).is_none(),
+        "a lower-priority advert does not reset the timer"
+    );
+    let t = m.handle(Event::Timer, d0);
+    assert_eq!(changed(&t), Some((State::Master, Reason::Preempt)));
+}
+
+#[test]
+fn nopreempt_follows_a_lower_priority_master() {
+    let mut p = params(Version::V3, 200, 100);
+    p.preempt = false;
+    let mut m = backup(p, 0);
+    let a = m.handle(advert("198.18.0.2", 100, 100, S), S);
+    assert!(armed(&a).is_some());
+    assert!(m.handle(Event::Timer, m.deadline().unwrap() - 1).is_empty());
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn preempt_delay_holds_off_preemption_after_startup() {
+    let mut p = params(Version::V3, 200, 100);
+    p.preempt_delay_ns = 10 * S;
+    let mut m = backup(p, 0);
+    // Within the delay the lower-priority master is followed ...
+    for t in 1..10 {
+        m.handle(advert("198.18.0.2", 100, 100, t * S), t * S);
+        m.handle(Event::Timer, t * S);
+        assert_eq!(m.state(), State::Backup, "at {t} s");
+    }
+    // ... after it, its adverts are ignored and the timer runs out.
+    m.handle(advert("198.18.0.2", 100, 100, 10 * S), 10 * S);
+    let d = m.deadline().unwrap();
+    let t = m.handle(Event::Timer, d);
+    assert_eq!(changed(&t), Some((State::Master, Reason::Preempt)));
+}
+
+#[test]
+fn master_yields_to_higher_priority_and_removes_vips() {
+    let mut m = Machine::new(params(Version::V3, 255, 100));
+    m.handle(Event::Startup, 0);
+    // Equal priority, lower address: stays.
+    assert!(m.handle(advert("198.18.0.0", 255, 100, 0), 0).is_empty());
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(m.state(), State::Master);
+    assert!(
+        m.handle(advert("198.18.0.2", 50, 100, 5 * S), 5 * S)
+            .is_empty(),
+        "lower priority: discarded"
+    );
+    let a = m.handle(advert("198.18.0.2", 150, 5, 6 * S), 6 * S);
+    assert_eq!(
+        changed(&a),
+        Some((State::Backup, Reason::HigherPriorityAdvert))
+    );
+    assert!(a.contains(&Action::RemoveVips));
+    assert_eq!(
+        m.master_adver_interval_ns(),
+        50 * MS,
+        "learnt from the new master"
+    );
+    assert_eq!(armed(&a), Some(6 * S + m.master_down_interval_ns()));
+}
+
+#[test]
+fn equal_priority_tie_breaks_on_the_higher_address() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(Event::Timer, m.deadline().unwrap());
+    let a = m.handle(advert("198.18.0.9", 100, 100, 5 * S), 5 * S);
+    assert_eq!(changed(&a), Some((State::Backup, Reason::TieBreak)));
+}
+
+#[test]
+fn master_answers_priority_zero_with_an_advert_at_once() {
+    let mut m = Machine::new(params(Version::V3, 255, 100));
+    m.handle(Event::Startup, 0);
+    let a = m.handle(advert("198.18.0.2", 0, 100, 300 * MS), 300 * MS);
+    assert_eq!(
+        a,
+        vec![
+            Action::SendAdvert { priority: 255 },
+            Action::ArmTimer { at: 1300 * MS }
+        ]
+    );
+}
+
+#[test]
+fn master_advertises_every_interval() {
+    let mut m = Machine::new(params(Version::V3, 255, 1));
+    m.handle(Event::Startup, 0);
+    assert!(m.handle(Event::Timer, 9 * MS).is_empty());
+    let a = m.handle(Event::Timer, 10 * MS);
+    assert_eq!(
+        a,
+        vec![
+            Action::SendAdvert { priority: 255 },
+            Action::ArmTimer { at: 20 * MS }
+        ]
+    );
+}
+
+#[test]
+fn shutdown_of_a_master_sends_priority_zero_and_removes_vips() {
+    let mut m = Machine::new(params(Version::V3, 255, 100));
+    m.handle(Event::Startup, 0);
+    let a = m.handle(Event::Shutdown, S);
+    assert_eq!(
+        a,
+        vec![
+            Action::CancelTimer,
+            Action::SendAdvert { priority: 0 },
+            Action::RemoveVips,
+            Action::StateChanged {
+                from: State::Master,
+                to: State::Initialize,
+                reason: Reason::Shutdown
+            },
+        ]
+    );
+    let mut b = backup(params(Version::V3, 100, 100), 0);
+    let a = b.handle(Event::Shutdown, S);
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, Action::SendAdvert { .. } | Action::RemoveVips))
+    );
+    assert_eq!(b.state(), State::Initialize);
+}
+
+#[test]
+fn own_priority_zero_resigns_and_never_takes_back_over() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(Event::Timer, m.deadline().unwrap());
+    let a = m.handle(Event::Priority(0), 10 * S);
+    assert_eq!(a[0], Action::SendAdvert { priority: 0 });
+    assert_eq!(changed(&a), Some((State::Backup, Reason::Resign)));
+    assert!(a.contains(&Action::RemoveVips));
+    // Nobody else is there: still no takeover while at priority 0.
+    let d = m.deadline().unwrap();
+    m.handle(Event::Timer, d);
+    assert_eq!(m.state(), State::Backup);
+    // Health restored: it may take over again.
+    m.handle(Event::Priority(100), d + 1);
+    let d2 = m.deadline().unwrap();
+    m.handle(Event::Timer, d2);
+    assert_eq!(m.state(), State::Master);
+}
+
+#[test]
+fn a_priority_change_in_backup_recomputes_skew() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(advert("198.18.0.2", 250, 100, S), S);
+    let before = m.deadline().unwrap();
+    let a = m.handle(Event::Priority(50), 2 * S);
+    let after = armed(&a).unwrap();
+    assert_eq!(after - before, (100 - 50) * S / 256);
+}
+
+#[test]
+fn priority_change_in_master_is_advertised_at_once() {
+    let mut m = Machine::new(params(Version::V3, 255, 100));
+    m.handle(Event::Startup, 0);
+    let a = m.handle(Event::Priority(200), 5 * MS);
+    assert_eq!(a[0], Action::SendAdvert { priority: 200 });
+    assert_eq!(m.state(), State::Master);
+}
