@@ -2,5 +2,9 @@
 //!
 //! The binary (`main.rs`) is a thin edge over these modules; integration tests
 //! and `cargo xtask` use them directly.
+pub mod config;
+pub mod daemon;
 pub mod ebpf;
+pub mod net;
+pub mod status;
 pub mod vrrp;

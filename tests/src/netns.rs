@@ -228,6 +228,15 @@ impl Lan {
     fn add_host(&mut self, base: &str, i: usize) -> Result<()> {
         let name = format!("h{i}");
         let ns = Netns::create(&format!("{base}{name}"))?;
+        // Test hosts need no duplicate address detection: addresses usable at once.
+        ns.exec(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        )?;
         ns.ip(&[
             "link",
             "add",

@@ -18,6 +18,7 @@ pub const PACKAGES: &[&str] = &[
     "tshark",
     "tcpdump",
     "iproute2",
+    "iputils-ping",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

@@ -135,6 +135,8 @@ pub struct Machine {
     /// Last advert from the current master, when it arrived.
     last_advert: Option<Nanos>,
     master: Option<IpAddr>,
+    /// Priority of the current master's last advert.
+    master_priority: u8,
     started_at: Nanos,
     deadline: Option<Nanos>,
     /// The deadline in Backup is the skew time after a priority-0 advert.
@@ -150,6 +152,7 @@ impl Machine {
             state: State::Initialize,
             last_advert: None,
             master: None,
+            master_priority: 0,
             started_at: 0,
             deadline: None,
             resigned: false,
@@ -271,7 +274,10 @@ impl Machine {
                 }
                 let reason = if self.resigned {
                     Reason::MasterResigned
-                } else if self.master.is_some() && self.preempting(now) {
+                } else if self.master.is_some()
+                    && self.master_priority < self.priority
+                    && self.preempting(now)
+                {
                     Reason::Preempt
                 } else {
                     Reason::MasterDown
@@ -301,6 +307,7 @@ impl Machine {
                     at,
                 },
             ) => {
+                self.master_priority = priority;
                 if priority == 0 {
                     // The master resigned: take over after Skew_Time only.
                     self.resigned = true;
@@ -351,6 +358,7 @@ impl Machine {
                     };
                     self.become_backup(at, reason, &mut out);
                     self.master = Some(from);
+                    self.master_priority = priority;
                 }
             }
 

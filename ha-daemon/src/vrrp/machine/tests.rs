@@ -123,6 +123,14 @@ fn backup_learns_master_interval_v3_and_resets_timer_from_arrival() {
 }
 
 #[test]
+fn a_higher_priority_master_that_goes_silent_is_master_down_not_preempt() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(advert("198.18.0.2", 150, 100, S), S);
+    let t = m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(changed(&t), Some((State::Master, Reason::MasterDown)));
+}
+
+#[test]
 fn v2_does_not_learn_interval_and_skew_is_in_seconds() {
     let mut m = backup(params(Version::V2, 100, 100), 0);
     m.handle(advert("198.18.0.2", 150, 300, 0), 0);

@@ -1,0 +1,465 @@
+//! The TOML configuration: parsing, defaults, validation.
+//!
+//! A config is accepted whole or rejected whole; every error names the file,
+//! the instance and the key, and says what would be valid.
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::vrrp::packet::Version;
+
+pub const DEFAULT_PATH: &str = "/etc/ha-daemon/ha.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: Node,
+    #[serde(rename = "instance", default)]
+    pub instances: Vec<Instance>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Unique per host; names the run dir, pin dir and status socket.
+    pub name: String,
+    pub run_dir: Option<PathBuf>,
+    pub bpf_pin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    #[serde(default = "d_version")]
+    pub version: u8,
+    #[serde(default = "d_priority")]
+    pub priority: u8,
+    #[serde(default = "d_interval")]
+    pub advert_interval_ms: u32,
+    #[serde(default = "d_true")]
+    pub preempt: bool,
+    #[serde(default)]
+    pub preempt_delay_ms: u64,
+    pub vips: Vec<String>,
+    #[serde(default)]
+    pub unicast_peers: Vec<IpAddr>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "mask"
+    )]
+    pub auth_pass: Option<String>,
+    #[serde(default = "d_garp_repeat")]
+    pub garp_repeat: u32,
+    #[serde(default = "d_garp_interval")]
+    pub garp_interval_ms: u64,
+    #[serde(default)]
+    pub garp_refresh_ms: u64,
+}
+
+fn d_version() -> u8 {
+    3
+}
+fn d_priority() -> u8 {
+    100
+}
+fn d_interval() -> u32 {
+    1000
+}
+fn d_true() -> bool {
+    true
+}
+fn d_garp_repeat() -> u32 {
+    3
+}
+fn d_garp_interval() -> u64 {
+    20
+}
+
+/// Secrets never leave the process in clear, not even in `check-config`.
+fn mask<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("********"),
+        None => s.serialize_none(),
+    }
+}
+
+/// A virtual address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Vip {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Vip {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| {
+            format!("{s:?} is not an IP address (valid: \"10.0.0.100/24\" or \"fd00::100/64\")")
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl Instance {
+    pub fn vrrp_version(&self) -> Version {
+        if self.version == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        }
+    }
+
+    pub fn interval_cs(&self) -> u16 {
+        (self.advert_interval_ms / 10) as u16
+    }
+
+    /// The VIPs, parsed (validated at load, so this cannot fail afterwards).
+    pub fn vip_list(&self) -> Vec<Vip> {
+        self.vips
+            .iter()
+            .filter_map(|v| Vip::parse(v).ok())
+            .collect()
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.vip_list().first().is_some_and(|v| v.addr.is_ipv6())
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.node
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/ha-daemon").join(&self.node.name))
+    }
+
+    pub fn bpf_pin_dir(&self) -> PathBuf {
+        self.node
+            .bpf_pin_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/ha").join(&self.node.name))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let n = &self.node.name;
+        if n.is_empty()
+            || n.len() > 32
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "[node] name = {n:?}: must be 1-32 characters of letters, digits, '-' or '_' (it names paths)"
+            ));
+        }
+        if self.instances.is_empty() {
+            return Err("no [[instance]]: at least one is needed".into());
+        }
+        let mut names = HashSet::new();
+        let mut vrids = HashSet::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            let at = format!("[[instance]] #{} ({:?})", i + 1, inst.name);
+            let bad = |key: &str, msg: String| Err(format!("{at}: {key}: {msg}"));
+            if inst.name.is_empty() {
+                return bad("name", "must not be empty".into());
+            }
+            if !names.insert(inst.name.clone()) {
+                return bad(
+                    "name",
+                    "used by an earlier instance; names must be unique".into(),
+                );
+            }
+            if inst.interface.is_empty() || inst.interface.len() > 15 {
+                return bad(
+                    "interface",
+                    format!(
+                        "{:?} is not an interface name (1-15 characters)",
+                        inst.interface
+                    ),
+                );
+            }
+            if inst.vrid == 0 {
+                return bad("vrid", "0 is reserved; valid: 1..=255".into());
+            }
+            if inst.priority == 0 {
+                return bad(
+                    "priority",
+                    "0 is reserved for a master that resigns; valid: 1..=255 (255 = address owner)"
+                        .into(),
+                );
+            }
+            match inst.version {
+                2 => {
+                    let ms = inst.advert_interval_ms;
+                    if !(1000..=255_000).contains(&ms) || !ms.is_multiple_of(1000) {
+                        return bad(
+                            "advert_interval_ms",
+                            format!(
+                                "{ms} is not valid for VRRPv2: whole seconds from 1000 to 255000"
+                            ),
+                        );
+                    }
+                }
+                3 => {
+                    let ms = inst.advert_interval_ms;
+                    if !(10..=40_950).contains(&ms) || !ms.is_multiple_of(10) {
+                        return bad(
+                            "advert_interval_ms",
+                            format!(
+                                "{ms} is not valid for VRRPv3: 10 to 40950 in steps of 10 (centiseconds)"
+                            ),
+                        );
+                    }
+                }
+                v => return bad("version", format!("{v}; valid: 2 or 3")),
+            }
+            if let Some(p) = &inst.auth_pass {
+                if inst.version != 2 {
+                    return bad(
+                        "auth_pass",
+                        "authentication exists only in VRRPv2 (version = 2)".into(),
+                    );
+                }
+                if p.is_empty() || p.len() > 8 {
+                    return bad(
+                        "auth_pass",
+                        format!("{} bytes; valid: 1 to 8 bytes", p.len()),
+                    );
+                }
+            }
+            if inst.vips.is_empty() {
+                return bad("vips", "at least one virtual address is needed".into());
+            }
+            let mut fam = None;
+            for v in &inst.vips {
+                let vip = Vip::parse(v).map_err(|e| format!("{at}: vips: {e}"))?;
+                if inst.version == 2 && vip.addr.is_ipv6() {
+                    return bad(
+                        "vips",
+                        format!("{v}: VRRPv2 is IPv4 only; use version = 3 for IPv6"),
+                    );
+                }
+                if *fam.get_or_insert(vip.addr.is_ipv6()) != vip.addr.is_ipv6() {
+                    return bad(
+                        "vips",
+                        "mixes IPv4 and IPv6; use one instance per family (RFC 5798)".into(),
+                    );
+                }
+            }
+            if inst.vips.len() > 255 {
+                return bad(
+                    "vips",
+                    "more than 255 addresses do not fit in an advert".into(),
+                );
+            }
+            for p in &inst.unicast_peers {
+                if Some(p.is_ipv6()) != fam {
+                    return bad(
+                        "unicast_peers",
+                        format!("{p} is not of the VIPs' address family"),
+                    );
+                }
+            }
+            if !vrids.insert((inst.interface.clone(), inst.vrid, fam)) {
+                return bad(
+                    "vrid",
+                    format!(
+                        "{} is already used on interface {} by another instance of the same family; VRIDs must be unique per interface",
+                        inst.vrid, inst.interface
+                    ),
+                );
+            }
+            if inst.garp_interval_ms == 0 && inst.garp_repeat > 1 {
+                return bad(
+                    "garp_interval_ms",
+                    "must be > 0 when garp_repeat > 1".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, String> {
+        Config::parse(s, Path::new("ha.toml")).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+[node]
+name = "h1"
+
+[[instance]]
+name = "redis-main"
+interface = "eth0"
+vrid = 51
+advert_interval_ms = 10
+vips = ["10.0.0.100/24"]
+"#;
+
+    #[test]
+    fn defaults_are_filled_and_paths_derive_from_the_node_name() {
+        let c = parse(GOOD).unwrap();
+        let i = &c.instances[0];
+        assert_eq!(
+            (i.version, i.priority, i.preempt, i.garp_repeat),
+            (3, 100, true, 3)
+        );
+        assert_eq!(c.run_dir(), PathBuf::from("/run/ha-daemon/h1"));
+        assert_eq!(c.bpf_pin_dir(), PathBuf::from("/sys/fs/bpf/ha/h1"));
+        assert_eq!(
+            i.vip_list(),
+            vec![Vip {
+                addr: "10.0.0.100".parse().unwrap(),
+                prefix: 24
+            }]
+        );
+    }
+
+    #[test]
+    fn each_defect_is_named_with_its_key() {
+        let cases = [
+            (
+                GOOD.replace("vrid = 51", "vrid = 51\nvridd = 3"),
+                "unknown field `vridd`",
+            ),
+            (
+                GOOD.replace("advert_interval_ms = 10", "advert_interval_ms = 15"),
+                "advert_interval_ms: 15 is not valid for VRRPv3",
+            ),
+            (
+                GOOD.replace(
+                    "advert_interval_ms = 10",
+                    "advert_interval_ms = 10\nversion = 2",
+                ),
+                "whole seconds",
+            ),
+            (GOOD.replace("vrid = 51", "vrid = 0"), "vrid: 0 is reserved"),
+            (GOOD.replace("vrid = 51", "vrid = 300"), "vrid"),
+            (
+                GOOD.replace("10.0.0.100/24", "10.0.0.300/24"),
+                "is not an IP address",
+            ),
+            (
+                GOOD.replace("10.0.0.100/24", "10.0.0.100/33"),
+                "prefix length must be 0..=32",
+            ),
+            (
+                GOOD.replace(
+                    "vips = [\"10.0.0.100/24\"]",
+                    "vips = [\"10.0.0.100/24\", \"fd00::1/64\"]",
+                ),
+                "mixes IPv4 and IPv6",
+            ),
+            (
+                GOOD.replace("advert_interval_ms = 10", "auth_pass = \"x\""),
+                "only in VRRPv2",
+            ),
+            (
+                GOOD.replace("name = \"h1\"", "name = \"a/b\""),
+                "[node] name",
+            ),
+            (
+                format!(
+                    "{GOOD}\n{}",
+                    &GOOD[GOOD.find("[[instance]]").unwrap()..].replace("redis-main", "other")
+                ),
+                "already used on interface eth0",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).expect_err(want);
+            assert!(err.contains(want), "error {err:?} should contain {want:?}");
+            assert!(err.starts_with("ha.toml"), "error names the file: {err:?}");
+        }
+    }
+
+    #[test]
+    fn v2_password_longer_than_8_bytes_is_rejected() {
+        let t = GOOD.replace(
+            "advert_interval_ms = 10",
+            "advert_interval_ms = 1000\nversion = 2\nauth_pass = \"123456789\"",
+        );
+        assert!(
+            parse(&t)
+                .unwrap_err()
+                .contains("auth_pass: 9 bytes; valid: 1 to 8 bytes")
+        );
+    }
+
+    #[test]
+    fn the_password_is_masked_when_printed() {
+        let t = GOOD.replace(
+            "advert_interval_ms = 10",
+            "advert_interval_ms = 1000\nversion = 2\nauth_pass = \"s3cret\"",
+        );
+        let c = parse(&t).unwrap();
+        let shown = toml::to_string(&c).unwrap();
+        assert!(!shown.contains("s3cret") && shown.contains("********"));
+    }
+}

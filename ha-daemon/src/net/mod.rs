@@ -1,0 +1,4 @@
+//! Network I/O around the VRRP core: interfaces, VIPs, announcements.
+pub mod garp;
+pub mod iface;
+pub mod vip;
