@@ -251,3 +251,49 @@ mod tests {
         assert_eq!(checksum(0, &v2), 0);
     }
 }
+
+/// Sends whole Ethernet frames out of `iface` with an AF_PACKET socket. Call it
+/// from inside a namespace (`Netns::enter`); returns how many were sent.
+pub fn send_raw(iface: &str, frames: &[Vec<u8>]) -> std::io::Result<usize> {
+    use std::{ffi::CString, io, mem::size_of};
+    let name = CString::new(iface).map_err(io::Error::other)?;
+    // SAFETY: plain libc calls with valid arguments; fd closed below.
+    unsafe {
+        let idx = libc::if_nametoindex(name.as_ptr());
+        if idx == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut sent = 0;
+        for f in frames {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = idx as i32;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&f[..6]);
+            let r = libc::sendto(
+                fd,
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                // A full queue under a flood: try the next frame.
+                if e.raw_os_error() == Some(libc::ENOBUFS) {
+                    continue;
+                }
+                libc::close(fd);
+                return Err(e);
+            }
+            sent += 1;
+        }
+        libc::close(fd);
+        Ok(sent)
+    }
+}

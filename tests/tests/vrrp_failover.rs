@@ -132,3 +132,108 @@ fn v3_10ms_ipv6_failover_moves_vip_and_neighbours() {
 fn v2_1s_ipv4_failover_moves_vip_and_neighbours() {
     failover(2, 1000, "198.18.0.100/24");
 }
+
+/// SIGTERM: the master sends priority 0, removes its VIP and exits 0; the
+/// backup takes over after its skew time instead of Master_Down_Interval.
+#[test]
+fn sigterm_resigns_with_priority_zero_and_exits_cleanly() {
+    require_root();
+    let lan = Lan::new("hat", 2).unwrap();
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let dir = TempDir::new("sigterm").unwrap();
+    // 1 s adverts: Master_Down_Interval 3.6 s, skew 0.6 s.
+    let mut n1 = Daemon::start(
+        h1,
+        dir.path(),
+        "n1",
+        &instance(3, 1000, 150, "198.18.0.100/24"),
+        &[],
+    )
+    .unwrap();
+    let mut n2 = Daemon::start(
+        h2,
+        dir.path(),
+        "n2",
+        &instance(3, 1000, 100, "198.18.0.100/24"),
+        &[],
+    )
+    .unwrap();
+    n1.wait_state("vi", "Master", Duration::from_secs(10));
+    n2.wait_state("vi", "Backup", Duration::from_secs(10));
+    let t = Instant::now();
+    n1.proc.signal(libc::SIGTERM);
+    assert_eq!(n1.proc.wait(), Some(0), "exit status 0 after SIGTERM");
+    assert!(
+        !h1.addresses()
+            .iter()
+            .any(|a| a.starts_with("198.18.0.100/")),
+        "VIP removed on exit"
+    );
+    n2.wait_state("vi", "Master", Duration::from_secs(3));
+    let took = t.elapsed();
+    let tr = n2.instance("vi").unwrap()["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(tr["reason"], "MasterResigned");
+    println!("takeover after SIGTERM: {took:?} (Master_Down_Interval would be 3.6 s)");
+    assert!(took < mdi(3, 1000, 100), "took {took:?}");
+}
+
+/// unicast_peers: adverts go to each peer's address instead of 224.0.0.18,
+/// and failover works the same.
+#[test]
+fn unicast_peers_advertise_point_to_point_and_fail_over() {
+    require_root();
+    let lan = Lan::new("hat", 2).unwrap();
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let dir = TempDir::new("unicast").unwrap();
+    let conf = |prio: u8, peer: std::net::Ipv4Addr| {
+        format!(
+            "{}unicast_peers = [\"{peer}\"]\n",
+            instance(3, 50, prio, "198.18.0.100/24")
+        )
+    };
+    let mut n1 = Daemon::start(h1, dir.path(), "n1", &conf(150, h2.addr4), &[]).unwrap();
+    let mut n2 = Daemon::start(h2, dir.path(), "n2", &conf(100, h1.addr4), &[]).unwrap();
+    n1.wait_state("vi", "Master", Duration::from_secs(10));
+    n2.wait_state("vi", "Backup", Duration::from_secs(10));
+    let seen = h2
+        .ns
+        .exec(
+            "timeout",
+            &[
+                "10",
+                "tshark",
+                "-i",
+                "eth0",
+                "-n",
+                "-c",
+                "3",
+                "-f",
+                "ip proto 112",
+                "-T",
+                "fields",
+                "-e",
+                "ip.src",
+                "-e",
+                "ip.dst",
+                "-e",
+                "vrrp.checksum.status",
+            ],
+        )
+        .unwrap();
+    for line in seen.lines() {
+        assert_eq!(
+            line,
+            format!("{}\t{}\t1", h1.addr4, h2.addr4),
+            "unicast advert with good checksum"
+        );
+    }
+    assert_eq!(n2.instance("vi").unwrap()["master"], h1.addr4.to_string());
+    n1.proc.signal(libc::SIGKILL);
+    h1.ns.ip(&["link", "set", "eth0", "down"]).unwrap();
+    n2.wait_state("vi", "Master", Duration::from_secs(2));
+}

@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: everything a developer or CI runs, from a fresh
 //! Debian machine to passing tests.
 mod build;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -31,6 +32,12 @@ enum Task {
     },
     /// Setup, format and lint checks, unit tests, eBPF build and tests, integration tests (root).
     Test,
+    /// Fuzz the VRRP decoder with cargo-fuzz (nightly, libFuzzer).
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() {
@@ -40,6 +47,7 @@ fn main() {
         Task::BuildEbpf { release } => build::ebpf(release).map(|_| ()),
         Task::Build { release } => build::all(release),
         Task::Test => test::run(),
+        Task::Fuzz { seconds } => fuzz::run(seconds),
     };
     if let Err(e) = r {
         eprintln!("xtask: error: {e:#}");

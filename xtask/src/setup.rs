@@ -28,6 +28,7 @@ pub fn run() -> Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     println!("==> setup: everything is installed");
     Ok(())
 }
@@ -129,5 +130,20 @@ fn bpf_linker() -> Result<()> {
                 "--features",
                 "llvm-22",
             ]),
+    )
+}
+
+fn cargo_fuzz() -> Result<()> {
+    if quiet_ok(Command::new("cargo").args(["fuzz", "--version"])) {
+        println!("    cargo-fuzz: present");
+        return Ok(());
+    }
+    step(
+        "cargo install cargo-fuzz (runs the decoder fuzz target)",
+        Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+        ]),
     )
 }

@@ -9,6 +9,9 @@ use crate::{
     util::{cargo, is_root, root, step},
 };
 
+/// How long CI fuzzes the decoder: a smoke run; `cargo xtask fuzz` goes longer.
+const FUZZ_SECONDS: u64 = 20;
+
 pub fn run() -> Result<()> {
     if !is_root() {
         bail!(
@@ -61,6 +64,7 @@ pub fn run() -> Result<()> {
         "unit tests",
         cargo(None).args(["test", "--workspace", "--exclude", "ha-tests"]),
     )?;
+    crate::fuzz::run(FUZZ_SECONDS)?;
     step(
         "build ha-daemon for the integration tests",
         cargo(None).args(["build", "-p", "ha-daemon"]),
