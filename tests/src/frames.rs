@@ -221,37 +221,6 @@ pub fn advert_v3_frame6(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksums_verify_to_zero() {
-        let src = Ipv4Addr::new(198, 18, 0, 1);
-        let v3 = vrrp_v3_v4(
-            1,
-            100,
-            100,
-            &[Ipv4Addr::new(198, 18, 0, 100)],
-            src,
-            VRRP_MCAST4,
-        );
-        let len = (v3.len() as u16).to_be_bytes();
-        let sum = pseudo_sum(&[&src.octets(), &VRRP_MCAST4.octets(), &[0, 112], &len]);
-        assert_eq!(checksum(sum, &v3), 0);
-        let ip = ipv4(src, VRRP_MCAST4, 112, 255, &v3);
-        assert_eq!(checksum(0, &ip[..20]), 0);
-        let v2 = vrrp_v2(
-            1,
-            100,
-            1,
-            &[Ipv4Addr::new(198, 18, 0, 100)],
-            Some(b"secret"),
-        );
-        assert_eq!(checksum(0, &v2), 0);
-    }
-}
-
 /// Sends whole Ethernet frames out of `iface` with an AF_PACKET socket. Call it
 /// from inside a namespace (`Netns::enter`); returns how many were sent.
 pub fn send_raw(iface: &str, frames: &[Vec<u8>]) -> std::io::Result<usize> {
@@ -295,5 +264,36 @@ pub fn send_raw(iface: &str, frames: &[Vec<u8>]) -> std::io::Result<usize> {
         }
         libc::close(fd);
         Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_verify_to_zero() {
+        let src = Ipv4Addr::new(198, 18, 0, 1);
+        let v3 = vrrp_v3_v4(
+            1,
+            100,
+            100,
+            &[Ipv4Addr::new(198, 18, 0, 100)],
+            src,
+            VRRP_MCAST4,
+        );
+        let len = (v3.len() as u16).to_be_bytes();
+        let sum = pseudo_sum(&[&src.octets(), &VRRP_MCAST4.octets(), &[0, 112], &len]);
+        assert_eq!(checksum(sum, &v3), 0);
+        let ip = ipv4(src, VRRP_MCAST4, 112, 255, &v3);
+        assert_eq!(checksum(0, &ip[..20]), 0);
+        let v2 = vrrp_v2(
+            1,
+            100,
+            1,
+            &[Ipv4Addr::new(198, 18, 0, 100)],
+            Some(b"secret"),
+        );
+        assert_eq!(checksum(0, &v2), 0);
     }
 }

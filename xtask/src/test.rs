@@ -30,6 +30,12 @@ pub fn run() -> Result<()> {
             .args(["fmt", "--check", "--manifest-path"])
             .arg(root().join("ha-ebpf/Cargo.toml")),
     )?;
+    step(
+        "rustfmt (fuzz targets)",
+        cargo(None)
+            .args(["fmt", "--check", "--manifest-path"])
+            .arg(root().join("ha-daemon/fuzz/Cargo.toml")),
+    )?;
     build::ebpf(true)?;
     step(
         "clippy (workspace, -D warnings)",

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (src, dst) = if sel & 1 == 0 {
-        (IpAddr::V4(Ipv4Addr::new(198, 18, 0, sel)), IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)))
+        (
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, sel)),
+            IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)),
+        )
     } else {
         (
             IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(sel))),
