@@ -267,6 +267,22 @@ pub fn send_raw(iface: &str, frames: &[Vec<u8>]) -> std::io::Result<usize> {
     }
 }
 
+/// A TCP segment (20-byte header, no payload) from `src:sport` to `dst:dport`
+/// with `flags` (0x01 FIN, 0x02 SYN, 0x04 RST, 0x10 ACK), over IPv4.
+pub fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let mut t = Vec::with_capacity(20);
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    ethernet(
+        [2, 0, 0, 0, 0, 2],
+        SRC_MAC,
+        0x0800,
+        None,
+        &ipv4(src, dst, 6, 64, &t),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,16 +1,21 @@
-//! Loads the XDP object into the kernel and attaches it to interfaces.
-use std::{ffi::CString, fmt};
+//! Loads the XDP object into the kernel, pins its maps, attaches it to
+//! interfaces.
+use std::{borrow::Cow, fmt, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData},
+    maps::{MapData, RingBuf},
     programs::{
         ProgramError, TestRun, TestRunOptions, TestRunResult, Xdp, XdpMode, xdp::XdpLinkId,
     },
 };
-use ha_common::{AdvertKey, AdvertRecord, MAP_ADVERTS, PROG_XDP};
+use ha_common::{ALL_MAPS, MAP_EVENTS, PROG_XDP};
 
-use super::object::OBJECT;
+use super::{
+    maps::{Maps, MapsError},
+    object::OBJECT,
+    pin,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -18,14 +23,16 @@ pub enum LoaderError {
         "this ha-daemon binary was built without the XDP program; run `cargo xtask build-ebpf` and rebuild it"
     )]
     NotBuilt,
+    #[error("preparing the pin dir: {0}")]
+    Pin(#[source] std::io::Error),
     #[error(
         "loading the XDP object into the kernel failed (needs root, or CAP_BPF with CAP_NET_ADMIN): {0}"
     )]
     Load(#[source] aya::EbpfError),
     #[error("the XDP object has no program {PROG_XDP:?}; was it built from this tree?")]
     MissingProgram,
-    #[error("the XDP object has no map {0:?}; was it built from this tree?")]
-    MissingMap(&'static str),
+    #[error(transparent)]
+    Maps(#[from] MapsError),
     #[error("verifying the XDP program {PROG_XDP:?} failed: {0}")]
     Verify(#[source] ProgramError),
     #[error("interface {0:?} does not exist in this network namespace")]
@@ -37,12 +44,6 @@ pub enum LoaderError {
         interface: String,
         driver: Box<ProgramError>,
         generic: Box<ProgramError>,
-    },
-    #[error("reading map {name:?}: {source}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: aya::maps::MapError,
     },
     #[error("BPF_PROG_TEST_RUN of {PROG_XDP:?} failed: {0}")]
     TestRun(#[source] ProgramError),
@@ -78,26 +79,45 @@ pub struct Attachment {
 /// The loaded XDP program and its maps.
 pub struct XdpProgram {
     ebpf: Ebpf,
+    pub maps: Maps,
+    events: Option<RingBuf<MapData>>,
     attachments: Vec<Attachment>,
 }
 
 impl XdpProgram {
-    /// Loads the object embedded in this binary.
+    /// Loads the object embedded in this binary, maps not pinned (tests).
     pub fn load() -> Result<Self, LoaderError> {
-        Self::load_bytes(OBJECT.ok_or(LoaderError::NotBuilt)?)
+        Self::load_with(OBJECT.ok_or(LoaderError::NotBuilt)?, None)
+    }
+
+    /// Loads the embedded object with its maps pinned in `pin_dir` (mounting
+    /// bpffs if needed). Maps already pinned there are reused, so a restarted
+    /// daemon continues from what the kernel recorded meanwhile.
+    pub fn load_pinned(pin_dir: &Path) -> Result<Self, LoaderError> {
+        Self::load_with(OBJECT.ok_or(LoaderError::NotBuilt)?, Some(pin_dir))
     }
 
     /// Loads an object from bytes (8-byte aligned) and verifies the program.
-    pub fn load_bytes(bytes: &[u8]) -> Result<Self, LoaderError> {
-        let mut ebpf = EbpfLoader::new().load(bytes).map_err(LoaderError::Load)?;
-        if ebpf.map(MAP_ADVERTS).is_none() {
-            return Err(LoaderError::MissingMap(MAP_ADVERTS));
+    pub fn load_with(bytes: &[u8], pin_dir: Option<&Path>) -> Result<Self, LoaderError> {
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = pin_dir {
+            pin::prepare(dir).map_err(LoaderError::Pin)?;
+            for name in ALL_MAPS {
+                loader.map_pin_path(name, Cow::Owned(pin::map_path(dir, name)));
+            }
         }
+        let mut ebpf = loader.load(bytes).map_err(LoaderError::Load)?;
         program_mut(&mut ebpf)?
             .load()
             .map_err(LoaderError::Verify)?;
+        let maps = Maps::take(&mut ebpf)?;
+        let events = ebpf
+            .take_map(MAP_EVENTS)
+            .and_then(|m| RingBuf::try_from(m).ok());
         Ok(Self {
             ebpf,
+            maps,
+            events,
             attachments: Vec::new(),
         })
     }
@@ -105,7 +125,8 @@ impl XdpProgram {
     /// Attaches to `interface`, in driver mode where the driver supports it and
     /// in generic mode otherwise.
     pub fn attach(&mut self, interface: &str) -> Result<&Attachment, LoaderError> {
-        let ifindex = ifindex(interface)?;
+        let ifindex = crate::net::iface::index(interface)
+            .map_err(|_| LoaderError::NoInterface(interface.into()))?;
         let prog = program_mut(&mut self.ebpf)?;
         let (link, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
             Ok(link) => (link, AttachMode::Driver),
@@ -133,7 +154,12 @@ impl XdpProgram {
         &self.attachments
     }
 
-    /// Runs the program once per `repeat` over `frame` with BPF_PROG_TEST_RUN
+    /// The ring buffer of kernel events, for one reader.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Runs the program `repeat` times over `frame` with BPF_PROG_TEST_RUN
     /// (the kernel reports the mean time per run).
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRunResult, LoaderError> {
         let prog: &Xdp = self
@@ -150,24 +176,9 @@ impl XdpProgram {
         .map_err(LoaderError::TestRun)
     }
 
-    /// The per-sender advert map.
-    pub fn adverts_map(&self) -> Result<HashMap<&MapData, AdvertKey, AdvertRecord>, LoaderError> {
-        let map = self
-            .ebpf
-            .map(MAP_ADVERTS)
-            .ok_or(LoaderError::MissingMap(MAP_ADVERTS))?;
-        HashMap::try_from(map).map_err(|source| LoaderError::Map {
-            name: MAP_ADVERTS,
-            source,
-        })
-    }
-
     /// Every advert entry the program has recorded.
     pub fn adverts(&self) -> Result<Vec<super::adverts::AdvertEntry>, LoaderError> {
-        super::adverts::collect(&self.adverts_map()?).map_err(|source| LoaderError::Map {
-            name: MAP_ADVERTS,
-            source,
-        })
+        Ok(self.maps.adverts()?)
     }
 }
 
@@ -176,14 +187,4 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
         .ok_or(LoaderError::MissingProgram)?
         .try_into()
         .map_err(|_| LoaderError::MissingProgram)
-}
-
-/// Index of `interface` in the calling thread's network namespace.
-pub fn ifindex(interface: &str) -> Result<u32, LoaderError> {
-    let name = CString::new(interface).map_err(|_| LoaderError::NoInterface(interface.into()))?;
-    // SAFETY: valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(LoaderError::NoInterface(interface.into())),
-        i => Ok(i),
-    }
 }
