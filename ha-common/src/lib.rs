@@ -34,7 +34,7 @@ pub const ALL_MAPS: [&str; 6] = [
     MAP_SETTINGS,
 ];
 /// Bumped whenever a map's key or value layout changes: pinned maps are named
-/// `<MAP>.v<LAYOUT>`, so a new object never reuses an incompatible pinned map.
+/// `<MAP>_v<LAYOUT>`, so a new object never reuses an incompatible pinned map.
 pub const LAYOUT: u32 = 1;
 pub const INSTANCES_MAX_ENTRIES: u32 = 256;
 pub const ENDPOINTS_MAX_ENTRIES: u32 = 64;

@@ -76,6 +76,22 @@ pub struct Instance {
     pub garp_interval_ms: u64,
     #[serde(default)]
     pub garp_refresh_ms: u64,
+    /// Redis settings of this instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConf {
+    /// The peers' Redis port. The master's Redis is at its advert source
+    /// address and this port; the XDP program watches it for FIN / RST.
+    #[serde(default = "d_redis_port")]
+    pub port: u16,
+}
+
+fn d_redis_port() -> u16 {
+    6379
 }
 
 fn d_version() -> u8 {

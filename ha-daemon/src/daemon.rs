@@ -1,8 +1,15 @@
 //! `ha-daemon run`: wires the configured instances to sockets, netlink, the
 //! announcer and (when available) the XDP program, and shuts down cleanly.
-use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
+use ha_common::{FAMILY_V4, FAMILY_V6, InstanceConf, InstanceKey};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
@@ -10,7 +17,11 @@ use tokio::{
 
 use crate::{
     config::{Config, Instance},
-    ebpf::{loader::XdpProgram, object},
+    ebpf::{
+        events::{self, KernelEvent},
+        loader::XdpProgram,
+        object,
+    },
     net::{iface, vip::Netlink},
     status::{Shared, Status},
     vrrp::{
@@ -102,7 +113,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         pid: std::process::id(),
         ..Default::default()
     });
-    let _xdp = attach_xdp(&cfg, &opts, &status);
+    let started_ns = crate::ebpf::clock::monotonic_ns();
+    let xdp = attach_xdp(&cfg, &groups, &opts, &status).map(|x| Arc::new(Mutex::new(x)));
+    let mut kernel_txs: Vec<mpsc::Sender<KernelEvent>> = Vec::new();
     let netlink = Netlink::connect()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -128,10 +141,33 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 socket.clone(),
                 netlink.clone(),
                 status.clone(),
+                xdp.clone(),
             );
-            tasks.spawn(driver.run(rx, stop_rx.clone()));
+            let (ktx, krx) = mpsc::channel(256);
+            kernel_txs.push(ktx);
+            tasks.spawn(driver.run(rx, krx, stop_rx.clone()));
         }
         receivers.push(tokio::spawn(receiver::run(socket, routes, status.clone())));
+    }
+    // Kernel events go to every instance; each picks what concerns it.
+    let events = xdp
+        .as_ref()
+        .and_then(|x| x.lock().unwrap_or_else(|e| e.into_inner()).take_events());
+    if let Some(rb) = events {
+        let (etx, mut erx) = mpsc::channel::<KernelEvent>(1024);
+        receivers.push(tokio::spawn(async move {
+            if let Err(e) = events::forward(rb, started_ns, etx).await {
+                tracing::warn!("reading XDP events: {e}");
+            }
+        }));
+        receivers.push(tokio::spawn(async move {
+            while let Some(ev) = erx.recv().await {
+                tracing::debug!(?ev, "kernel event");
+                for tx in &kernel_txs {
+                    let _ = tx.try_send(ev.clone());
+                }
+            }
+        }));
     }
     let writer = tokio::spawn(
         status
@@ -193,40 +229,79 @@ async fn open_socket(g: &Group) -> Result<VrrpSocket> {
     }
 }
 
-/// Loads and attaches the XDP program to every VRRP interface, or says once
-/// why the daemon runs from its sockets alone.
-fn attach_xdp(cfg: &Config, opts: &RunOptions, status: &Shared) -> Option<XdpProgram> {
-    let mode;
-    let prog = if opts.no_ebpf {
-        mode = "off (--no-ebpf): adverts timed from the socket".to_owned();
-        None
+/// Loads the XDP program with its maps pinned under the node's pin dir,
+/// writes the instances it validates against, and attaches it to every VRRP
+/// interface; or says once why the daemon runs from its sockets alone.
+fn attach_xdp(
+    cfg: &Config,
+    groups: &[Group],
+    opts: &RunOptions,
+    status: &Shared,
+) -> Option<XdpProgram> {
+    let (prog, mode) = if opts.no_ebpf {
+        (
+            None,
+            "off (--no-ebpf): adverts timed from the socket".to_owned(),
+        )
     } else if object::OBJECT.is_none() {
-        mode = format!("off: {}", object::describe());
-        None
+        (None, format!("off: {}", object::describe()))
     } else {
-        match XdpProgram::load() {
-            Err(e) => {
-                mode = format!("off: {e}; adverts timed from the socket");
-                None
-            }
-            Ok(mut p) => {
-                let mut ifaces: Vec<&str> =
-                    cfg.instances.iter().map(|i| i.interface.as_str()).collect();
-                ifaces.sort();
-                ifaces.dedup();
-                let mut modes = Vec::new();
-                for i in ifaces {
-                    match p.attach(i) {
-                        Ok(a) => modes.push(format!("{i}: {}", a.mode)),
-                        Err(e) => modes.push(format!("{i}: not attached ({e})")),
-                    }
-                }
-                mode = format!("XDP {}", modes.join(", "));
-                Some(p)
-            }
+        match load_xdp(cfg, groups) {
+            Ok((p, mode)) => (Some(p), mode),
+            Err(e) => (None, format!("off: {e:#}; adverts timed from the socket")),
         }
     };
-    tracing::info!("eBPF: {mode}");
+    if prog.is_some() {
+        tracing::info!("eBPF: {mode}");
+    } else {
+        tracing::warn!("eBPF: {mode}");
+    }
     status.update(|s| s.ebpf = mode);
     prog
+}
+
+fn load_xdp(cfg: &Config, groups: &[Group]) -> Result<(XdpProgram, String)> {
+    let pin_dir = cfg.bpf_pin_dir();
+    let mut p = XdpProgram::load_pinned(&pin_dir)?;
+    let mut wanted = Vec::new();
+    for g in groups {
+        for i in &g.instances {
+            let auth = i.auth_pass.as_deref().map(packet::auth_bytes);
+            wanted.push((
+                InstanceKey {
+                    ifindex: g.ifindex,
+                    vrid: i.vrid,
+                    family: if g.local.is_ipv6() {
+                        FAMILY_V6
+                    } else {
+                        FAMILY_V4
+                    },
+                    _pad: [0; 2],
+                },
+                InstanceConf {
+                    version: i.version,
+                    auth_type: u8::from(auth.is_some()),
+                    _pad: [0; 6],
+                    auth: auth.unwrap_or_default(),
+                },
+            ));
+        }
+    }
+    p.maps.configure(&wanted)?;
+    let mut modes = Vec::new();
+    for g in groups {
+        if p.attachments().iter().any(|a| a.ifindex == g.ifindex) {
+            continue;
+        }
+        let a = p.attach(&g.iface)?;
+        modes.push(format!("{} {} mode", a.interface, a.mode));
+    }
+    Ok((
+        p,
+        format!(
+            "XDP on {}, maps pinned in {}",
+            modes.join(", "),
+            pin_dir.display()
+        ),
+    ))
 }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod daemon;
 pub mod ebpf;
+pub mod inspect;
 pub mod net;
 pub mod status;
 pub mod vrrp;

@@ -6,6 +6,7 @@ use ha_daemon::{
     config::{Config, DEFAULT_PATH},
     daemon::{self, RunOptions},
     ebpf::object,
+    inspect,
 };
 
 /// Fast, safe Redis failover: VRRP, a virtual IP, Redis role reconciliation.
@@ -33,6 +34,20 @@ enum Command {
     CheckConfig {
         #[arg(short, long, default_value = DEFAULT_PATH)]
         config: PathBuf,
+    },
+    /// Show what the XDP program recorded (adverts, drops, Redis FIN/RST), from
+    /// the pinned maps; works while the daemon runs and after it stopped.
+    Inspect {
+        #[arg(short, long, default_value = DEFAULT_PATH, conflicts_with = "pin_dir")]
+        config: PathBuf,
+        /// Read the maps pinned here instead of the config's bpf_pin_dir.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second.
+        #[arg(long)]
+        watch: bool,
     },
     /// Print the version and how this binary was built (with or without XDP).
     BuildInfo,
@@ -69,6 +84,43 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
         },
+        Command::Inspect {
+            config,
+            pin_dir,
+            json,
+            watch,
+        } => {
+            let dir = match pin_dir {
+                Some(d) => d,
+                None => Config::load(&config)?.bpf_pin_dir(),
+            };
+            loop {
+                let r = match inspect::report(&dir) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let hint = if unsafe { libc::geteuid() } != 0 {
+                            " (reading pinned maps needs root or CAP_BPF)"
+                        } else {
+                            ""
+                        };
+                        eprintln!("error: {e}{hint}");
+                        std::process::exit(1);
+                    }
+                };
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    if watch {
+                        print!("\x1b[2J\x1b[H");
+                    }
+                    print!("{}", inspect::render(&r));
+                }
+                if !watch {
+                    return Ok(());
+                }
+                std::thread::sleep(inspect::WATCH_PERIOD);
+            }
+        }
         Command::BuildInfo => {
             println!(
                 "ha-daemon {}: {}",

@@ -7,7 +7,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{Host, Proc, wait_for, workspace_root};
+use crate::{Host, Proc, TempDir, wait_for, workspace_root};
 
 /// The ha-daemon binary under test: `HA_DAEMON_BIN`, or target/debug/ha-daemon
 /// (built by `cargo xtask test` before the integration tests).
@@ -28,26 +28,33 @@ pub struct Daemon {
     pub proc: Proc,
     pub name: String,
     pub run_dir: PathBuf,
+    pub pin_dir: PathBuf,
     pub config: PathBuf,
+    netns: String,
 }
 
 impl Daemon {
     /// Writes a config with `[node] name = NAME` plus `instances` (TOML
     /// `[[instance]]` tables) into `dir`, and starts the daemon on `host`.
+    /// Its maps are pinned under the test bpffs, per `dir` and `name`: a daemon
+    /// restarted with the same name in the same dir finds them again.
     pub fn start(
         host: &Host,
-        dir: &Path,
+        dir: &TempDir,
         name: &str,
         instances: &str,
         extra_args: &[&str],
     ) -> Result<Self> {
+        let pin_dir = dir.pin_root().join(name);
+        let dir = dir.path();
         let run_dir = dir.join(format!("run-{name}"));
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
-                "[node]\nname = \"{name}\"\nrun_dir = \"{}\"\n\n{instances}",
-                run_dir.display()
+                "[node]\nname = \"{name}\"\nrun_dir = \"{}\"\nbpf_pin_dir = \"{}\"\n\n{instances}",
+                run_dir.display(),
+                pin_dir.display()
             ),
         )?;
         let mut cmd = host.ns.command(binary().to_str().context("binary path")?);
@@ -55,17 +62,57 @@ impl Daemon {
             .arg(&config)
             .args(["--log", "ha_daemon=debug"])
             .args(extra_args);
-        let proc = host.ns.spawn(
-            &format!("ha-daemon {name}"),
-            cmd,
-            dir.join(format!("{name}.log")),
-        )?;
+        let log = dir.join(format!("{name}-{}.log", crate::netns::next_id()));
+        let proc = host.ns.spawn(&format!("ha-daemon {name}"), cmd, log)?;
         Ok(Self {
             proc,
             name: name.into(),
             run_dir,
+            pin_dir,
             config,
+            netns: host.ns.name().to_owned(),
         })
+    }
+
+    /// `ha-daemon inspect --json` on the daemon's host.
+    pub fn inspect(&self) -> Result<Value> {
+        let out = crate::netns::run(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &self.netns])
+                .arg(binary())
+                .args(["inspect", "--json", "--pin-dir"])
+                .arg(&self.pin_dir),
+        )?;
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// XDP drop counter `reason` as `inspect` shows it.
+    pub fn xdp_drops(&self, reason: &str) -> u64 {
+        let Ok(v) = self.inspect() else { return 0 };
+        v["drops"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d[0] == reason))
+            .and_then(|d| d[1].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// CPU time (user + system) the daemon has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.proc.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name start at field 3 (state);
+        // utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| {
+            f.get(n - 3)
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // SAFETY: sysconf is always safe to call.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks = field(14) + field(15);
+        Duration::from_millis(ticks * 1000 / hz)
     }
 
     /// The daemon's status.json, if written yet.

@@ -38,6 +38,33 @@ pub fn require_root() {
 /// A fresh scratch directory under target/, removed when dropped.
 pub struct TempDir(PathBuf);
 
+/// A bpf filesystem for the daemons' pinned maps, mounted once under target/.
+///
+/// `ip netns exec` gives each daemon a private mount namespace with /sys
+/// remounted, so a bpffs the daemon mounts on /sys/fs/bpf itself vanishes with
+/// it; this one is mounted in the test's namespace and outlives daemons, as
+/// /sys/fs/bpf does on a real host.
+pub fn bpffs() -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = workspace_root().join("target/testbed/bpffs");
+    std::fs::create_dir_all(&dir).expect("create target/testbed/bpffs");
+    if !ha_daemon::ebpf::pin::is_bpffs(&dir) {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        let fs = std::ffi::CString::new("bpf").unwrap();
+        // SAFETY: valid C strings, no data.
+        let r = unsafe { libc::mount(fs.as_ptr(), c.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+        assert_eq!(
+            r,
+            0,
+            "mount bpffs on {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    dir
+}
+
 impl TempDir {
     pub fn new(tag: &str) -> anyhow::Result<Self> {
         let p = workspace_root().join("target/testbed").join(format!(
@@ -53,10 +80,20 @@ impl TempDir {
     pub fn path(&self) -> &std::path::Path {
         &self.0
     }
+
+    /// This directory's counterpart on the test bpffs, for pinned maps.
+    pub fn pin_root(&self) -> PathBuf {
+        bpffs().join(self.0.file_name().expect("named"))
+    }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // Pinned maps hold kernel memory: always unpin.
+        let pins = workspace_root()
+            .join("target/testbed/bpffs")
+            .join(self.0.file_name().expect("named"));
+        let _ = std::fs::remove_dir_all(pins);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.0);
         }

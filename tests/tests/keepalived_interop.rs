@@ -143,7 +143,7 @@ fn keepalived_master_ha_backup(g: Group) {
     )
     .unwrap();
     wait_vip(h1, true, "keepalived master", &[&ka]);
-    let mut n2 = Daemon::start(h2, dir.path(), "n2", &g.ha_conf(100), &[]).unwrap();
+    let mut n2 = Daemon::start(h2, &dir, "n2", &g.ha_conf(100), &[]).unwrap();
     n2.wait_state("vi", "Backup", SETTLE);
     // Follows keepalived: its advert source is the master we know.
     std::thread::sleep(Duration::from_millis(3 * u64::from(g.interval_ms)));
@@ -184,7 +184,7 @@ fn ha_master_keepalived_backup(g: Group) {
     let lan = Lan::new("hat", 2).unwrap();
     let (h1, h2) = (lan.host(1), lan.host(2));
     let dir = TempDir::new("interop").unwrap();
-    let mut n1 = Daemon::start(h1, dir.path(), "n1", &g.ha_conf(150), &[]).unwrap();
+    let mut n1 = Daemon::start(h1, &dir, "n1", &g.ha_conf(150), &[]).unwrap();
     n1.wait_state("vi", "Master", SETTLE);
     let ka = keepalived(
         h2,
@@ -215,7 +215,7 @@ fn ha_master_keepalived_backup(g: Group) {
     wait_vip(h2, true, "keepalived took over", &[&ka]);
 
     // ha-daemon returns with the higher priority and preempts.
-    let mut n1b = Daemon::start(h1, dir.path(), "n1b", &g.ha_conf(150), &[]).unwrap();
+    let mut n1b = Daemon::start(h1, &dir, "n1b", &g.ha_conf(150), &[]).unwrap();
     n1b.wait_state("vi", "Master", SETTLE);
     wait_vip(h1, true, "ha-daemon master again", &[&n1b.proc]);
     wait_vip(h2, false, "keepalived gave back", &[&ka]);

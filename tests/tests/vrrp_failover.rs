@@ -30,7 +30,7 @@ fn failover(version: u8, interval_ms: u32, vip: &str) {
     let vip_addr = vip.split('/').next().unwrap();
     let mut n1 = Daemon::start(
         h1,
-        dir.path(),
+        &dir,
         "n1",
         &instance(version, interval_ms, 150, vip),
         &[],
@@ -38,7 +38,7 @@ fn failover(version: u8, interval_ms: u32, vip: &str) {
     .unwrap();
     let mut n2 = Daemon::start(
         h2,
-        dir.path(),
+        &dir,
         "n2",
         &instance(version, interval_ms, 100, vip),
         &[],
@@ -144,7 +144,7 @@ fn sigterm_resigns_with_priority_zero_and_exits_cleanly() {
     // 1 s adverts: Master_Down_Interval 3.6 s, skew 0.6 s.
     let mut n1 = Daemon::start(
         h1,
-        dir.path(),
+        &dir,
         "n1",
         &instance(3, 1000, 150, "198.18.0.100/24"),
         &[],
@@ -152,7 +152,7 @@ fn sigterm_resigns_with_priority_zero_and_exits_cleanly() {
     .unwrap();
     let mut n2 = Daemon::start(
         h2,
-        dir.path(),
+        &dir,
         "n2",
         &instance(3, 1000, 100, "198.18.0.100/24"),
         &[],
@@ -196,8 +196,8 @@ fn unicast_peers_advertise_point_to_point_and_fail_over() {
             instance(3, 50, prio, "198.18.0.100/24")
         )
     };
-    let mut n1 = Daemon::start(h1, dir.path(), "n1", &conf(150, h2.addr4), &[]).unwrap();
-    let mut n2 = Daemon::start(h2, dir.path(), "n2", &conf(100, h1.addr4), &[]).unwrap();
+    let mut n1 = Daemon::start(h1, &dir, "n1", &conf(150, h2.addr4), &[]).unwrap();
+    let mut n2 = Daemon::start(h2, &dir, "n2", &conf(100, h1.addr4), &[]).unwrap();
     n1.wait_state("vi", "Master", Duration::from_secs(10));
     n2.wait_state("vi", "Backup", Duration::from_secs(10));
     let seen = h2

@@ -22,8 +22,10 @@ pub enum MapsError {
         source: MapError,
     },
     #[error(
-        "no pinned map {path}: {source} (is a daemon with XDP running, or has one run since boot?)"
+        "nothing pinned at {path}: no daemon with XDP has run here since boot (it may run with --no-ebpf, without CAP_BPF, or from a build without XDP; its status.json says which)"
     )]
+    NothingPinned { path: String },
+    #[error("opening the pinned map {path}: {source} (needs root or CAP_BPF)")]
     NotPinned {
         path: String,
         #[source]
@@ -80,6 +82,11 @@ impl Maps {
     pub fn open_pinned(pin_dir: &Path) -> Result<Self, MapsError> {
         let open = |name: &'static str| {
             let path = pin::map_path(pin_dir, name);
+            if !path.exists() {
+                return Err(MapsError::NothingPinned {
+                    path: path.display().to_string(),
+                });
+            }
             MapData::from_pin(&path)
                 .and_then(Map::from_map_data)
                 .map_err(|source| MapsError::NotPinned {

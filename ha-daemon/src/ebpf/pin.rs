@@ -60,5 +60,6 @@ pub fn prepare(pin_dir: &Path) -> io::Result<PathBuf> {
 
 /// The pinned file of map `name` in `pin_dir`, named with the layout version.
 pub fn map_path(pin_dir: &Path, name: &str) -> PathBuf {
-    pin_dir.join(format!("{name}.v{LAYOUT}"))
+    // bpffs refuses names with a dot.
+    pin_dir.join(format!("{name}_v{LAYOUT}"))
 }

@@ -1,6 +1,11 @@
 //! Drives one VRRP instance: feeds the state machine with adverts and timer
 //! expiries, and carries out its actions on the network.
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, watch};
 
@@ -11,7 +16,11 @@ use super::{
 };
 use crate::{
     config::{Instance, Vip},
-    ebpf::clock,
+    ebpf::{
+        clock,
+        events::{KernelEvent, Kind},
+        loader::XdpProgram,
+    },
     net::{
         garp::{Announcer, Burst},
         vip::Netlink,
@@ -28,8 +37,19 @@ pub struct Incoming {
     pub at: u64,
 }
 
+/// How long the active check of a master's Redis may take after a FIN / RST.
+const REDIS_CHECK_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The XDP program, shared by the daemon's tasks (short map syscalls only).
+pub type SharedXdp = Arc<Mutex<XdpProgram>>;
+
 pub struct Driver {
     cfg: Instance,
+    kernel: Option<SharedXdp>,
+    /// Kernel stamp of the last advert per sender already handed to the machine.
+    fed: HashMap<IpAddr, u64>,
+    /// The master Redis endpoint the XDP program watches for us.
+    watched: Option<(IpAddr, u16)>,
     ifindex: u32,
     machine: Machine,
     socket: Arc<VrrpSocket>,
@@ -46,6 +66,7 @@ impl Driver {
         socket: Arc<VrrpSocket>,
         netlink: Netlink,
         status: Shared,
+        kernel: Option<SharedXdp>,
     ) -> Self {
         let params = Params {
             version: cfg.vrrp_version(),
@@ -79,6 +100,9 @@ impl Driver {
         Self {
             announcer: Announcer::spawn(cfg.interface.clone(), cfg.name.clone()),
             machine: Machine::new(params),
+            kernel,
+            fed: HashMap::new(),
+            watched: None,
             cfg,
             ifindex,
             socket,
@@ -93,8 +117,10 @@ impl Driver {
     pub async fn run(
         mut self,
         mut adverts: mpsc::Receiver<Incoming>,
+        mut kernel_events: mpsc::Receiver<KernelEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let (failed_tx, mut failed) = mpsc::channel::<IpAddr>(4);
         // A VIP left on the interface by a crashed predecessor is not ours to
         // keep until VRRP says so.
         self.remove_vips().await;
@@ -130,15 +156,137 @@ impl Driver {
                         clock::monotonic_ns(),
                     )
                 }
-                _ = sleep => self.machine.handle(Event::Timer, clock::monotonic_ns()),
+                Some(ev) = kernel_events.recv() => self.on_kernel_event(ev, &failed_tx),
+                Some(from) = failed.recv() => {
+                    tracing::warn!(instance = %self.cfg.name, master = %from, "the master's Redis closed its connections and does not answer: taking over");
+                    self.machine.handle(Event::MasterFailed { from }, clock::monotonic_ns())
+                }
+                _ = sleep => {
+                    // Before deciding the master is down, look at what the
+                    // kernel saw: a daemon that was scheduled late must not
+                    // take over from a master that kept advertising.
+                    let now = clock::monotonic_ns();
+                    let mut acts = Vec::new();
+                    if self.machine.state() == State::Backup {
+                        for inc in self.kernel_adverts() {
+                            acts.extend(self.machine.handle(
+                                Event::Advert { from: inc.from, priority: inc.priority, interval_cs: inc.interval_cs, at: inc.at },
+                                now,
+                            ));
+                        }
+                    }
+                    acts.extend(self.machine.handle(Event::Timer, now));
+                    acts
+                }
             };
             self.apply(acts).await;
+            self.follow_master_redis();
             if !refresh.is_zero()
                 && self.machine.state() == State::Master
                 && last_refresh.elapsed() >= refresh
             {
                 last_refresh = tokio::time::Instant::now();
                 self.announcer.announce(self.burst(1));
+            }
+        }
+    }
+
+    /// Whether an advert seen by the kernel passes the checks the XDP program
+    /// does not make (unicast peers, v2 interval).
+    fn acceptable(&self, from: IpAddr, interval_cs: u16) -> bool {
+        from != self.socket.local
+            && from.is_ipv6() == self.socket.local.is_ipv6()
+            && (self.cfg.unicast_peers.is_empty() || self.cfg.unicast_peers.contains(&from))
+            && (self.cfg.version == 3 || interval_cs == self.cfg.interval_cs())
+    }
+
+    /// Adverts for this instance the kernel stamped after what the machine saw.
+    fn kernel_adverts(&mut self) -> Vec<Incoming> {
+        let Some(k) = &self.kernel else {
+            return Vec::new();
+        };
+        let entries = match k.lock().unwrap_or_else(|e| e.into_inner()).maps.adverts() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(instance = %self.cfg.name, "reading advert stamps: {e}");
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<Incoming> = entries
+            .into_iter()
+            .filter(|e| e.ifindex == self.ifindex && e.vrid == self.cfg.vrid)
+            .filter(|e| self.acceptable(e.source, (e.interval.as_millis() / 10) as u16))
+            .filter(|e| e.last_ns > self.fed.get(&e.source).copied().unwrap_or(0))
+            .map(|e| Incoming {
+                from: e.source,
+                priority: e.priority,
+                interval_cs: (e.interval.as_millis() / 10) as u16,
+                at: e.last_ns,
+            })
+            .collect();
+        out.sort_by_key(|i| i.at);
+        for i in &out {
+            self.fed.insert(i.from, i.at);
+        }
+        out
+    }
+
+    fn on_kernel_event(&mut self, ev: KernelEvent, failed: &mpsc::Sender<IpAddr>) -> Vec<Action> {
+        match ev.kind {
+            // The master resigned: start the skew-time takeover now, whatever
+            // the socket path is doing.
+            Kind::PriorityZero
+                if ev.ifindex == self.ifindex
+                    && ev.vrid == self.cfg.vrid
+                    && self.acceptable(ev.addr, ev.interval_cs) =>
+            {
+                self.machine.handle(
+                    Event::Advert {
+                        from: ev.addr,
+                        priority: 0,
+                        interval_cs: ev.interval_cs,
+                        at: ev.at_ns,
+                    },
+                    clock::monotonic_ns(),
+                )
+            }
+            Kind::Fin | Kind::Rst
+                if self.watched == Some((ev.addr, ev.port))
+                    && self.machine.state() == State::Backup =>
+            {
+                tracing::info!(instance = %self.cfg.name, "{:?} from the master's Redis {}:{}: checking it", ev.kind, ev.addr, ev.port);
+                let (addr, port, tx) = (ev.addr, ev.port, failed.clone());
+                tokio::spawn(async move {
+                    if !redis_answers(addr, port).await {
+                        let _ = tx.send(addr).await;
+                    }
+                });
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Keeps the XDP program watching the current master's Redis.
+    fn follow_master_redis(&mut self) {
+        let (Some(k), Some(redis)) = (&self.kernel, &self.cfg.redis) else {
+            return;
+        };
+        let want = match (self.machine.state(), self.machine.master()) {
+            (State::Backup, Some(m)) => Some((m, redis.port)),
+            _ => None,
+        };
+        if want == self.watched {
+            return;
+        }
+        let mut x = k.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((a, p)) = self.watched.take() {
+            x.maps.unwatch_endpoint(a, p);
+        }
+        if let Some((a, p)) = want {
+            match x.maps.watch_endpoint(a, p) {
+                Ok(()) => self.watched = want,
+                Err(e) => tracing::warn!(instance = %self.cfg.name, "watching {a}:{p}: {e}"),
             }
         }
     }
@@ -266,4 +414,21 @@ impl Driver {
             }
         });
     }
+}
+
+/// Connect + PING with a short timeout. Any reply, even an error such as
+/// NOAUTH, means a Redis is there.
+pub async fn redis_answers(addr: IpAddr, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let check = async {
+        let mut s = tokio::net::TcpStream::connect((addr, port)).await?;
+        s.write_all(b"PING\r\n").await?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await?;
+        Ok::<bool, std::io::Error>(n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
+    };
+    matches!(
+        tokio::time::timeout(REDIS_CHECK_TIMEOUT, check).await,
+        Ok(Ok(true))
+    )
 }

@@ -66,6 +66,12 @@ pub enum Event {
     Timer,
     /// The effective priority changed (health checks); 1..=254, or 0 to resign.
     Priority(u8),
+    /// The current master's Redis is gone (FIN/RST seen and an active check
+    /// failed): take over after Skew_Time, as if it had resigned, and ignore
+    /// its adverts until then.
+    MasterFailed {
+        from: IpAddr,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +111,8 @@ pub enum Reason {
     TieBreak,
     /// Our own priority fell to 0 (e.g. the local Redis is gone).
     Resign,
+    /// The master's Redis closed its connections and did not answer a check.
+    MasterRedisDown,
     Shutdown,
 }
 
@@ -119,6 +127,7 @@ impl std::fmt::Display for Reason {
             Reason::HigherPriorityAdvert => "advert with higher priority",
             Reason::TieBreak => "equal priority, higher sender address",
             Reason::Resign => "own priority 0",
+            Reason::MasterRedisDown => "the master's Redis is down (FIN/RST, check failed)",
             Reason::Shutdown => "shutdown",
         })
     }
@@ -141,6 +150,8 @@ pub struct Machine {
     deadline: Option<Nanos>,
     /// The deadline in Backup is the skew time after a priority-0 advert.
     resigned: bool,
+    /// The master whose Redis failed; its adverts no longer hold us back.
+    failed_master: Option<IpAddr>,
 }
 
 impl Machine {
@@ -156,6 +167,7 @@ impl Machine {
             started_at: 0,
             deadline: None,
             resigned: false,
+            failed_master: None,
         }
     }
 
@@ -216,6 +228,7 @@ impl Machine {
         out.push(Action::Announce);
         self.master = None;
         self.resigned = false;
+        self.failed_master = None;
         self.arm(now + self.advert_interval_ns(), out);
         self.go(State::Master, reason, out);
     }
@@ -272,7 +285,9 @@ impl Machine {
                 if now < deadline {
                     return out;
                 }
-                let reason = if self.resigned {
+                let reason = if self.failed_master.is_some() {
+                    Reason::MasterRedisDown
+                } else if self.resigned {
                     Reason::MasterResigned
                 } else if self.master.is_some()
                     && self.master_priority < self.priority
@@ -307,6 +322,10 @@ impl Machine {
                     at,
                 },
             ) => {
+                if self.failed_master == Some(from) && priority > 0 {
+                    // Its daemon still talks, but its Redis is gone.
+                    return out;
+                }
                 self.master_priority = priority;
                 if priority == 0 {
                     // The master resigned: take over after Skew_Time only.
@@ -362,6 +381,13 @@ impl Machine {
                 }
             }
 
+            (State::Backup, Event::MasterFailed { from }) => {
+                if self.master == Some(from) && self.failed_master.is_none() {
+                    self.failed_master = Some(from);
+                    self.arm(now + self.skew_time_ns(), &mut out);
+                }
+            }
+            (_, Event::MasterFailed { .. }) => {}
             (State::Backup, Event::Priority(p)) => {
                 self.priority = p;
                 // Skew_Time depends on the priority: re-arm from the last advert.

@@ -341,3 +341,36 @@ fn priority_change_in_master_is_advertised_at_once() {
     assert_eq!(a[0], Action::SendAdvert { priority: 200 });
     assert_eq!(m.state(), State::Master);
 }
+
+#[test]
+fn a_failed_master_redis_takes_over_after_skew_time_despite_its_adverts() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(advert("198.18.0.2", 150, 100, S), S);
+    // Another address's failure means nothing.
+    assert!(
+        m.handle(
+            Event::MasterFailed {
+                from: ip("198.18.0.9")
+            },
+            S
+        )
+        .is_empty()
+    );
+    let a = m.handle(
+        Event::MasterFailed {
+            from: ip("198.18.0.2"),
+        },
+        2 * S,
+    );
+    assert_eq!(armed(&a), Some(2 * S + 609_375_000));
+    // Its daemon still advertises: that no longer holds us back.
+    assert!(
+        m.handle(
+            advert("198.18.0.2", 150, 100, 2 * S + 100 * MS),
+            2 * S + 100 * MS
+        )
+        .is_empty()
+    );
+    let t = m.handle(Event::Timer, 2 * S + 609_375_000);
+    assert_eq!(changed(&t), Some((State::Master, Reason::MasterRedisDown)));
+}
