@@ -90,10 +90,22 @@ fn main() -> Result<()> {
             json,
             watch,
         } => {
-            let dir = match pin_dir {
-                Some(d) => d,
-                None => Config::load(&config)?.bpf_pin_dir(),
+            // With a config, also say how the daemon runs its eBPF side.
+            let (dir, status_file) = match pin_dir {
+                Some(d) => (d, None),
+                None => {
+                    let cfg = Config::load(&config)?;
+                    (cfg.bpf_pin_dir(), Some(daemon::Paths::of(&cfg).status_file))
+                }
             };
+            if let Some(mode) = status_file
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["ebpf"].as_str().map(str::to_owned))
+                && !json
+            {
+                println!("daemon eBPF: {mode}");
+            }
             loop {
                 let r = match inspect::report(&dir) {
                     Ok(r) => r,

@@ -221,12 +221,13 @@ pub fn advert_v3_frame6(
     )
 }
 
-/// Sends whole Ethernet frames out of `iface` with an AF_PACKET socket. Call it
-/// from inside a namespace (`Netns::enter`); returns how many were sent.
+/// Sends whole Ethernet frames out of `iface` with an AF_PACKET socket, in
+/// batches of `sendmmsg` and bypassing the qdisc, so one thread can flood.
+/// Call it from inside a namespace (`Netns::enter`); returns how many were sent.
 pub fn send_raw(iface: &str, frames: &[Vec<u8>]) -> std::io::Result<usize> {
     use std::{ffi::CString, io, mem::size_of};
     let name = CString::new(iface).map_err(io::Error::other)?;
-    // SAFETY: plain libc calls with valid arguments; fd closed below.
+    // SAFETY: plain libc calls on buffers that outlive them; fd closed below.
     unsafe {
         let idx = libc::if_nametoindex(name.as_ptr());
         if idx == 0 {
@@ -236,31 +237,53 @@ pub fn send_raw(iface: &str, frames: &[Vec<u8>]) -> std::io::Result<usize> {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        );
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = idx as i32;
+        sll.sll_halen = 6;
         let mut sent = 0;
-        for f in frames {
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = idx as i32;
-            sll.sll_halen = 6;
-            sll.sll_addr[..6].copy_from_slice(&f[..6]);
-            let r = libc::sendto(
-                fd,
-                f.as_ptr().cast(),
-                f.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            );
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                // A full queue under a flood: try the next frame.
-                if e.raw_os_error() == Some(libc::ENOBUFS) {
-                    continue;
+        for chunk in frames.chunks(256) {
+            let mut iovs: Vec<libc::iovec> = chunk
+                .iter()
+                .map(|f| libc::iovec {
+                    iov_base: f.as_ptr() as *mut libc::c_void,
+                    iov_len: f.len(),
+                })
+                .collect();
+            let mut msgs: Vec<libc::mmsghdr> = iovs
+                .iter_mut()
+                .map(|iov| {
+                    let mut m: libc::mmsghdr = std::mem::zeroed();
+                    m.msg_hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+                    m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+                    m.msg_hdr.msg_iov = iov;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            let mut off = 0;
+            while off < msgs.len() {
+                let r = libc::sendmmsg(fd, msgs[off..].as_mut_ptr(), (msgs.len() - off) as u32, 0);
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    // A full queue under a flood: skip the rest of this batch.
+                    if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        break;
+                    }
+                    libc::close(fd);
+                    return Err(e);
                 }
-                libc::close(fd);
-                return Err(e);
+                off += r as usize;
+                sent += r as usize;
             }
-            sent += 1;
         }
         libc::close(fd);
         Ok(sent)

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod frames;
 pub mod netns;
 pub mod proc;
+pub mod redis;
 
 pub use netns::{Host, Lan, Netns};
 pub use proc::Proc;

@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: everything a developer or CI runs, from a fresh
 //! Debian machine to passing tests.
+mod bench;
 mod build;
 mod fuzz;
 mod setup;
@@ -32,6 +33,12 @@ enum Task {
     },
     /// Setup, format and lint checks, unit tests, eBPF build and tests, integration tests (root).
     Test,
+    /// Benchmarks (root): the XDP program's cost per packet.
+    Bench {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fuzz the VRRP decoder with cargo-fuzz (nightly, libFuzzer).
     Fuzz {
         /// How long to run.
@@ -48,6 +55,7 @@ fn main() {
         Task::Build { release } => build::all(release),
         Task::Test => test::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Bench { json } => bench::run(json),
     };
     if let Err(e) = r {
         eprintln!("xtask: error: {e:#}");
