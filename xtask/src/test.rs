@@ -94,6 +94,9 @@ pub fn run() -> Result<()> {
     for t in &integration {
         int_tests.args(["--test", t]);
     }
+    // One at a time: they measure timings (10 ms adverts) and one floods the
+    // host at 100k packets/s; on 2 cores they must not share the CPU.
+    int_tests.args(["--", "--test-threads", "1"]);
     step(
         "integration tests (real daemons in network namespaces)",
         &mut int_tests,
