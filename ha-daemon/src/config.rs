@@ -84,14 +84,79 @@ pub struct Instance {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConf {
+    /// The local Redis, host:port.
+    #[serde(default = "d_redis_address")]
+    pub address: String,
     /// The peers' Redis port. The master's Redis is at its advert source
     /// address and this port; the XDP program watches it for FIN / RST.
     #[serde(default = "d_redis_port")]
     pub port: u16,
+    /// Health check period of the local Redis.
+    #[serde(default = "d_check_interval")]
+    pub check_interval_ms: u64,
+    /// File holding the Redis password (first line); read at start-up.
+    pub password_file: Option<PathBuf>,
+    /// ACL user to authenticate as (with the password from `password_file`).
+    pub username: Option<String>,
+    /// Priority taken off while the local Redis fails its checks.
+    #[serde(default = "d_weight")]
+    pub weight: u8,
+    /// Failed checks in a row before the weight comes off.
+    #[serde(default = "d_fall_rise")]
+    pub fall: u32,
+    /// Good checks in a row before it goes back on.
+    #[serde(default = "d_fall_rise")]
+    pub rise: u32,
+    /// How long a promotion waits for the local replica to catch up with the
+    /// paused old master's offset.
+    #[serde(default = "d_catchup")]
+    pub catchup_timeout_ms: u64,
+    /// Replicate from a master whose dataset is empty even when the local one
+    /// is not (off: refuse, and say so in the log and status).
+    #[serde(default)]
+    pub allow_empty_master: bool,
 }
 
+fn d_redis_address() -> String {
+    "127.0.0.1:6379".into()
+}
 fn d_redis_port() -> u16 {
     6379
+}
+fn d_check_interval() -> u64 {
+    100
+}
+fn d_weight() -> u8 {
+    50
+}
+fn d_fall_rise() -> u32 {
+    2
+}
+fn d_catchup() -> u64 {
+    1000
+}
+
+impl RedisConf {
+    /// The local Redis address split into host and port.
+    pub fn local(&self) -> Option<(String, u16)> {
+        let (h, p) = self.address.rsplit_once(':')?;
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        Some((h.to_owned(), p.parse().ok()?))
+    }
+
+    /// Reads the password file, if one is configured.
+    pub fn read_password(&self) -> Result<Option<String>, String> {
+        let Some(f) = &self.password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| format!("password_file {}: {e}", f.display()))?;
+        let pass = text.lines().next().unwrap_or("").trim_end().to_owned();
+        if pass.is_empty() {
+            return Err(format!("password_file {}: empty first line", f.display()));
+        }
+        Ok(Some(pass))
+    }
 }
 
 fn d_version() -> u8 {
@@ -346,6 +411,26 @@ impl Config {
                         inst.vrid, inst.interface
                     ),
                 );
+            }
+            if let Some(r) = &inst.redis {
+                if r.local().is_none() {
+                    return bad(
+                        "redis.address",
+                        format!(
+                            "{:?} is not host:port (valid: \"127.0.0.1:6379\")",
+                            r.address
+                        ),
+                    );
+                }
+                if r.check_interval_ms < 10 {
+                    return bad(
+                        "redis.check_interval_ms",
+                        format!("{}; valid: 10 or more", r.check_interval_ms),
+                    );
+                }
+                if let Err(e) = r.read_password() {
+                    return bad("redis.password_file", e);
+                }
             }
             if inst.garp_interval_ms == 0 && inst.garp_repeat > 1 {
                 return bad(

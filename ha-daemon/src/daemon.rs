@@ -23,6 +23,7 @@ use crate::{
         object,
     },
     net::{iface, vip::Netlink},
+    redis::reconcile::Agent,
     status::{Shared, Status},
     vrrp::{
         instance::Driver,
@@ -135,7 +136,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 peers: inst.unicast_peers.clone(),
                 tx,
             });
-            let driver = Driver::new(
+            let redis_cfg = inst.redis.clone();
+            let (inst_name, base_priority) = (inst.name.clone(), inst.priority);
+            let mut driver = Driver::new(
                 inst,
                 g.ifindex,
                 socket.clone(),
@@ -145,7 +148,21 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             );
             let (ktx, krx) = mpsc::channel(256);
             kernel_txs.push(ktx);
-            tasks.spawn(driver.run(rx, krx, stop_rx.clone()));
+            let (ptx, prx) = mpsc::channel(16);
+            if let Some(rc) = redis_cfg {
+                let agent = Agent::new(
+                    inst_name.clone(),
+                    rc,
+                    base_priority,
+                    g.local,
+                    driver.redis_view(),
+                    ptx,
+                    status.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("instance {inst_name:?}: {e}"))?;
+                receivers.push(tokio::spawn(agent.run()));
+            }
+            tasks.spawn(driver.run(rx, krx, prx, stop_rx.clone()));
         }
         receivers.push(tokio::spawn(receiver::run(socket, routes, status.clone())));
     }

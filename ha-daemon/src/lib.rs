@@ -7,5 +7,6 @@ pub mod daemon;
 pub mod ebpf;
 pub mod inspect;
 pub mod net;
+pub mod redis;
 pub mod status;
 pub mod vrrp;

@@ -42,6 +42,8 @@ pub struct InstanceStatus {
     pub drops: BTreeMap<String, u64>,
     pub transitions: Vec<Transition>,
     pub errors: Vec<String>,
+    /// The local Redis, when the instance has a `[instance.redis]` table.
+    pub redis: Option<crate::redis::reconcile::RedisStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]

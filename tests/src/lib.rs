@@ -6,6 +6,7 @@
 //! namespace is deleted (its processes killed first) when its guard drops,
 //! also when a test panics. Namespaces left by a run that was killed are
 //! removed by the next run (their names carry the dead run's pid).
+pub mod client;
 pub mod daemon;
 pub mod frames;
 pub mod netns;

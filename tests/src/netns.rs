@@ -104,6 +104,26 @@ impl Netns {
         })
     }
 
+    /// Starts a thread whose network namespace is this one.
+    pub fn thread<R: Send + 'static, F: FnOnce() -> R + Send + 'static>(
+        &self,
+        f: F,
+    ) -> Result<std::thread::JoinHandle<R>> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+        Ok(std::thread::spawn(move || {
+            // SAFETY: setns on a valid namespace fd; affects only this thread.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                r,
+                0,
+                "setns into {path}: {}",
+                std::io::Error::last_os_error()
+            );
+            f()
+        }))
+    }
+
     /// Kills every process in the namespace.
     pub fn kill_all(&self) {
         if let Ok(pids) = ip(&["netns", "pids", &self.name]) {

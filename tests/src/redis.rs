@@ -24,6 +24,10 @@ pub fn start(host: &Host, dir: &Path, name: &str, master: Option<&str>) -> Resul
         "no",
         "--daemonize",
         "no",
+        // Full resyncs start at once (Redis 7 waits 5 s by default): a
+        // returning node must be in sync before the next failure.
+        "--repl-diskless-sync-delay",
+        "0",
         "--dir",
     ])
     .arg(&data);

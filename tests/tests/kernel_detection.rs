@@ -249,7 +249,8 @@ fn fin_from_the_master_redis_takes_over_before_master_down_interval() {
     // The signal came from the kernel's FIN / RST event, then the check.
     let log = n2.proc.log();
     assert!(
-        log.contains("Fin from the master's Redis") || log.contains("Rst from the master's Redis"),
+        log.contains("Fin from the master's Redis") && log.contains("does not answer")
+            || log.contains("Rst from the master's Redis") && log.contains("does not answer"),
         "no FIN/RST event in the log:\n{log}"
     );
     n1.proc.signal(libc::SIGCONT);

@@ -25,6 +25,7 @@ use crate::{
         garp::{Announcer, Burst},
         vip::Netlink,
     },
+    redis::reconcile::{Signal, View},
     status::{InstanceStatus, Shared, Transition},
 };
 
@@ -50,6 +51,12 @@ pub struct Driver {
     fed: HashMap<IpAddr, u64>,
     /// The master Redis endpoint the XDP program watches for us.
     watched: Option<(IpAddr, u16)>,
+    /// What the Redis side follows (state and master), when it exists.
+    view_tx: Option<watch::Sender<View>>,
+    /// FIN / RST from the master's Redis are ignored until then: while a check
+    /// runs and shortly after one succeeds (the check's own connection ends
+    /// with a FIN from that Redis; every closed client connection does).
+    check_quiet_until: Option<tokio::time::Instant>,
     ifindex: u32,
     machine: Machine,
     socket: Arc<VrrpSocket>,
@@ -94,6 +101,7 @@ impl Driver {
                     drops: Default::default(),
                     transitions: Vec::new(),
                     errors: Vec::new(),
+                    redis: None,
                 },
             )
         });
@@ -103,6 +111,8 @@ impl Driver {
             kernel,
             fed: HashMap::new(),
             watched: None,
+            view_tx: None,
+            check_quiet_until: None,
             cfg,
             ifindex,
             socket,
@@ -112,12 +122,25 @@ impl Driver {
         }
     }
 
+    /// Lets a Redis agent follow this instance: returns what it watches.
+    pub fn redis_view(&mut self) -> watch::Receiver<View> {
+        // Until the Redis side says its data is in sync, do not preempt.
+        self.machine.handle(Event::PreemptHold(true), 0);
+        let (tx, rx) = watch::channel(View {
+            state: State::Initialize,
+            master: None,
+        });
+        self.view_tx = Some(tx);
+        rx
+    }
+
     /// Runs until `shutdown` flips to true; then resigns (priority 0 if master)
     /// and removes the VIPs before returning.
     pub async fn run(
         mut self,
         mut adverts: mpsc::Receiver<Incoming>,
         mut kernel_events: mpsc::Receiver<KernelEvent>,
+        mut signals: mpsc::Receiver<Signal>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (failed_tx, mut failed) = mpsc::channel::<IpAddr>(4);
@@ -126,6 +149,7 @@ impl Driver {
         self.remove_vips().await;
         let acts = self.machine.handle(Event::Startup, clock::monotonic_ns());
         self.apply(acts).await;
+        self.publish_view();
         let refresh = Duration::from_millis(self.cfg.garp_refresh_ms);
         let mut last_refresh = tokio::time::Instant::now();
         loop {
@@ -157,6 +181,17 @@ impl Driver {
                     )
                 }
                 Some(ev) = kernel_events.recv() => self.on_kernel_event(ev, &failed_tx),
+                Some(sig) = signals.recv() => match sig {
+                    Signal::Priority(p) => {
+                        self.status.update(|s| {
+                            if let Some(i) = s.instances.get_mut(&self.cfg.name) {
+                                i.effective_priority = p;
+                            }
+                        });
+                        self.machine.handle(Event::Priority(p), clock::monotonic_ns())
+                    }
+                    Signal::HoldPreempt(h) => self.machine.handle(Event::PreemptHold(h), clock::monotonic_ns()),
+                },
                 Some(from) = failed.recv() => {
                     tracing::warn!(instance = %self.cfg.name, master = %from, "the master's Redis closed its connections and does not answer: taking over");
                     self.machine.handle(Event::MasterFailed { from }, clock::monotonic_ns())
@@ -181,6 +216,7 @@ impl Driver {
             };
             self.apply(acts).await;
             self.follow_master_redis();
+            self.publish_view();
             if !refresh.is_zero()
                 && self.machine.state() == State::Master
                 && last_refresh.elapsed() >= refresh
@@ -254,16 +290,41 @@ impl Driver {
                 if self.watched == Some((ev.addr, ev.port))
                     && self.machine.state() == State::Backup =>
             {
-                tracing::info!(instance = %self.cfg.name, "{:?} from the master's Redis {}:{}: checking it", ev.kind, ev.addr, ev.port);
-                let (addr, port, tx) = (ev.addr, ev.port, failed.clone());
+                let now = tokio::time::Instant::now();
+                if self.check_quiet_until.is_some_and(|t| now < t) {
+                    return Vec::new();
+                }
+                // Quiet while the check runs and for a second after: the
+                // check's own connection ends with a FIN from that Redis, as
+                // every closed client connection does.
+                self.check_quiet_until = Some(now + REDIS_CHECK_TIMEOUT + Duration::from_secs(1));
+                tracing::debug!(instance = %self.cfg.name, "{:?} from the master's Redis {}:{}: checking it", ev.kind, ev.addr, ev.port);
+                let (addr, port, tx, kind) = (ev.addr, ev.port, failed.clone(), ev.kind);
                 tokio::spawn(async move {
                     if !redis_answers(addr, port).await {
+                        tracing::warn!(
+                            "{kind:?} from the master's Redis {addr}:{port} and it does not answer"
+                        );
                         let _ = tx.send(addr).await;
                     }
                 });
                 Vec::new()
             }
             _ => Vec::new(),
+        }
+    }
+
+    fn publish_view(&self) {
+        if let Some(tx) = &self.view_tx {
+            let v = View {
+                state: self.machine.state(),
+                master: self.machine.master(),
+            };
+            tx.send_if_modified(|cur| {
+                let changed = *cur != v;
+                *cur = v;
+                changed
+            });
         }
     }
 

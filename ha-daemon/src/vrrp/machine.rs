@@ -72,6 +72,11 @@ pub enum Event {
     MasterFailed {
         from: IpAddr,
     },
+    /// Hold (true) or allow (false) preemption of a live lower-priority master:
+    /// held while the local Redis has not caught up, so a returning node does
+    /// not take over with a stale or empty dataset. Taking over from a dead
+    /// master is never held.
+    PreemptHold(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +157,7 @@ pub struct Machine {
     resigned: bool,
     /// The master whose Redis failed; its adverts no longer hold us back.
     failed_master: Option<IpAddr>,
+    preempt_hold: bool,
 }
 
 impl Machine {
@@ -168,6 +174,7 @@ impl Machine {
             deadline: None,
             resigned: false,
             failed_master: None,
+            preempt_hold: false,
         }
     }
 
@@ -250,6 +257,11 @@ impl Machine {
     /// Feeds one event at time `now`; returns what to do, in order.
     pub fn handle(&mut self, event: Event, now: Nanos) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Event::PreemptHold(h) = event {
+            // A setting, valid in every state.
+            self.preempt_hold = h;
+            return out;
+        }
         match (self.state, event) {
             (State::Initialize, Event::Startup) => {
                 self.started_at = now;
@@ -334,6 +346,7 @@ impl Machine {
                 } else if !self.params.preempt
                     || priority >= self.priority
                     || self.in_preempt_delay(at)
+                    || self.preempt_hold
                 {
                     if self.params.version == Version::V3 {
                         self.master_adver_cs = interval_cs;
@@ -387,7 +400,7 @@ impl Machine {
                     self.arm(now + self.skew_time_ns(), &mut out);
                 }
             }
-            (_, Event::MasterFailed { .. }) => {}
+            (_, Event::MasterFailed { .. } | Event::PreemptHold(_)) => {}
             (State::Backup, Event::Priority(p)) => {
                 self.priority = p;
                 // Skew_Time depends on the priority: re-arm from the last advert.

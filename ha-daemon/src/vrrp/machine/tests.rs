@@ -374,3 +374,27 @@ fn a_failed_master_redis_takes_over_after_skew_time_despite_its_adverts() {
     let t = m.handle(Event::Timer, 2 * S + 609_375_000);
     assert_eq!(changed(&t), Some((State::Master, Reason::MasterRedisDown)));
 }
+
+#[test]
+fn preempt_hold_follows_a_lower_master_until_released() {
+    let mut m = backup(params(Version::V3, 200, 100), 0);
+    m.handle(Event::PreemptHold(true), 0);
+    for t in 1..10 {
+        m.handle(advert("198.18.0.2", 100, 100, t * S), t * S);
+        m.handle(Event::Timer, t * S);
+        assert_eq!(m.state(), State::Backup, "held at {t} s");
+    }
+    m.handle(Event::PreemptHold(false), 10 * S);
+    m.handle(advert("198.18.0.2", 100, 100, 10 * S), 10 * S);
+    let t = m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(changed(&t), Some((State::Master, Reason::Preempt)));
+}
+
+#[test]
+fn preempt_hold_never_holds_a_takeover_from_a_dead_master() {
+    let mut m = backup(params(Version::V3, 200, 100), 0);
+    m.handle(Event::PreemptHold(true), 0);
+    m.handle(advert("198.18.0.2", 100, 100, S), S);
+    let t = m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(changed(&t).map(|c| c.0), Some(State::Master));
+}

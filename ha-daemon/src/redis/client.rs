@@ -1,0 +1,153 @@
+//! Talking to a Redis (local or a peer) with the `redis` crate: the few
+//! commands the role logic needs, each with a timeout.
+use std::{fmt, time::Duration};
+
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
+    aio::MultiplexedConnection,
+};
+
+use super::role::{self, Role};
+
+/// Credentials from `password_file` (and an optional ACL user). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub username: Option<String>,
+    pub password: String,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Auth {{ username: {:?}, password: ******** }}",
+            self.username
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub auth: Option<Auth>,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("Redis {endpoint}: {what}: {message}")]
+pub struct RedisError {
+    pub endpoint: String,
+    pub what: &'static str,
+    pub message: String,
+}
+
+pub struct Conn {
+    pub endpoint: Endpoint,
+    c: MultiplexedConnection,
+}
+
+impl Endpoint {
+    pub async fn connect(&self, timeout: Duration) -> Result<Conn, RedisError> {
+        let err = |what, e: &dyn fmt::Display| RedisError {
+            endpoint: self.to_string(),
+            what,
+            message: e.to_string(),
+        };
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(a) = &self.auth {
+            settings = settings.set_password(&a.password);
+            if let Some(u) = &a.username {
+                settings = settings.set_username(u);
+            }
+        }
+        let info = ConnectionAddr::Tcp(self.host.clone(), self.port)
+            .into_connection_info()
+            .map_err(|e| err("address", &e))?
+            .set_redis_settings(settings);
+        let client = Client::open(info).map_err(|e| err("client", &e))?;
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout.max(Duration::from_millis(500))));
+        let c = client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| err("connect", &e))?;
+        Ok(Conn {
+            endpoint: self.clone(),
+            c,
+        })
+    }
+}
+
+impl Conn {
+    fn err(&self, what: &'static str, e: redis::RedisError) -> RedisError {
+        RedisError {
+            endpoint: self.endpoint.to_string(),
+            what,
+            message: e.to_string(),
+        }
+    }
+
+    pub async fn role(&mut self) -> Result<Role, RedisError> {
+        let text: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut self.c)
+            .await
+            .map_err(|e| self.err("INFO replication", e))?;
+        role::parse(&text).map_err(|m| RedisError {
+            endpoint: self.endpoint.to_string(),
+            what: "INFO replication",
+            message: m,
+        })
+    }
+
+    pub async fn dbsize(&mut self) -> Result<u64, RedisError> {
+        redis::cmd("DBSIZE")
+            .query_async(&mut self.c)
+            .await
+            .map_err(|e| self.err("DBSIZE", e))
+    }
+
+    pub async fn replicaof(&mut self, host: &str, port: u16) -> Result<(), RedisError> {
+        redis::cmd("REPLICAOF")
+            .arg(host)
+            .arg(port)
+            .query_async::<()>(&mut self.c)
+            .await
+            .map_err(|e| self.err("REPLICAOF", e))
+    }
+
+    pub async fn replicaof_no_one(&mut self) -> Result<(), RedisError> {
+        redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query_async::<()>(&mut self.c)
+            .await
+            .map_err(|e| self.err("REPLICAOF NO ONE", e))
+    }
+
+    /// Stops it acknowledging writes for up to `ms` (reads still served).
+    pub async fn pause_writes(&mut self, ms: u64) -> Result<(), RedisError> {
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("WRITE")
+            .query_async::<()>(&mut self.c)
+            .await
+            .map_err(|e| self.err("CLIENT PAUSE WRITE", e))
+    }
+
+    pub async fn unpause(&mut self) -> Result<(), RedisError> {
+        redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async::<()>(&mut self.c)
+            .await
+            .map_err(|e| self.err("CLIENT UNPAUSE", e))
+    }
+}

@@ -1,0 +1,217 @@
+//! Health of the local Redis, and what it does to the VRRP priority — like
+//! keepalived's vrrp_script: `weight` off after `fall` failed checks, back after
+//! `rise` good ones; and priority 0 the moment Redis is gone (connection
+//! refused or closed), so the peer takes over after its skew time.
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    sync::mpsc,
+};
+
+/// One health observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Ok,
+    /// Timed out or answered with an error.
+    Failed,
+    /// Connection refused or closed: nothing listens.
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Health {
+    Up,
+    /// `fall` failures in a row.
+    Failing,
+    Gone,
+}
+
+/// The policy, pure.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    base: u8,
+    weight: u8,
+    fall: u32,
+    rise: u32,
+    fails: u32,
+    oks: u32,
+    state: Health,
+}
+
+impl Policy {
+    pub fn new(base: u8, weight: u8, fall: u32, rise: u32) -> Self {
+        Self {
+            base,
+            weight,
+            fall: fall.max(1),
+            rise: rise.max(1),
+            fails: 0,
+            oks: 0,
+            state: Health::Up,
+        }
+    }
+
+    pub fn state(&self) -> Health {
+        self.state
+    }
+
+    /// The priority VRRP should advertise now.
+    pub fn priority(&self) -> u8 {
+        match self.state {
+            Health::Up => self.base,
+            // The address owner (255) is never lowered, as keepalived does.
+            Health::Failing if self.base == 255 => 255,
+            Health::Failing => self.base.saturating_sub(self.weight).max(1),
+            Health::Gone => 0,
+        }
+    }
+
+    /// Takes one observation; returns the new priority when it changes.
+    pub fn observe(&mut self, c: Check) -> Option<u8> {
+        let before = self.priority();
+        match c {
+            Check::Gone => {
+                self.state = Health::Gone;
+                self.oks = 0;
+            }
+            Check::Failed => {
+                self.oks = 0;
+                self.fails += 1;
+                if self.state == Health::Up && self.fails >= self.fall {
+                    self.state = Health::Failing;
+                }
+            }
+            Check::Ok => {
+                self.fails = 0;
+                self.oks += 1;
+                if self.state != Health::Up && self.oks >= self.rise {
+                    self.state = Health::Up;
+                }
+            }
+        }
+        let after = self.priority();
+        (after != before).then_some(after)
+    }
+}
+
+/// Keeps one connection to the local Redis, PINGs it every `interval`, and
+/// reports each result; a closed connection is seen the moment it closes.
+pub async fn watch(
+    host: String,
+    port: u16,
+    auth: Option<(Option<String>, String)>,
+    interval: Duration,
+    tx: mpsc::Sender<Check>,
+) {
+    loop {
+        let conn = tokio::time::timeout(
+            interval.max(Duration::from_millis(100)),
+            TcpStream::connect((host.as_str(), port)),
+        )
+        .await;
+        let stream = match conn {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => {
+                if tx.send(Check::Gone).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+            Err(_) => {
+                if tx.send(Check::Failed).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        if let Some((user, pass)) = &auth {
+            let cmd = match user {
+                Some(u) => resp(&["AUTH", u, pass]),
+                None => resp(&["AUTH", pass]),
+            };
+            let mut line = String::new();
+            if w.write_all(&cmd).await.is_err() || r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                let _ = tx.send(Check::Gone).await;
+                continue;
+            }
+        }
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut outstanding = false;
+        let mut line = String::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if outstanding {
+                        // No answer within a whole interval.
+                        if tx.send(Check::Failed).await.is_err() { return; }
+                    }
+                    if w.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
+                        let _ = tx.send(Check::Gone).await;
+                        break;
+                    }
+                    outstanding = true;
+                }
+                n = r.read_line(&mut line) => {
+                    match n {
+                        Ok(0) | Err(_) => {
+                            // Closed under us: Redis went away.
+                            if tx.send(Check::Gone).await.is_err() { return; }
+                            break;
+                        }
+                        Ok(_) => {
+                            let c = if line.starts_with("+PONG") { Check::Ok } else { Check::Failed };
+                            outstanding = false;
+                            line.clear();
+                            if tx.send(c).await.is_err() { return; }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        v.extend_from_slice(a.as_bytes());
+        v.extend_from_slice(b"\r\n");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fall_rise_weight_and_gone() {
+        let mut p = Policy::new(150, 50, 2, 2);
+        assert_eq!(p.observe(Check::Failed), None, "one failure is not a fall");
+        assert_eq!(p.observe(Check::Failed), Some(100));
+        assert_eq!(p.observe(Check::Failed), None);
+        assert_eq!(p.observe(Check::Ok), None, "one success is not a rise");
+        assert_eq!(p.observe(Check::Ok), Some(150));
+        assert_eq!(p.observe(Check::Gone), Some(0), "gone: priority 0 at once");
+        assert_eq!(p.state(), Health::Gone);
+        assert_eq!(p.observe(Check::Ok), None);
+        assert_eq!(p.observe(Check::Ok), Some(150));
+    }
+
+    #[test]
+    fn never_below_one_when_failing_and_owner_kept() {
+        let mut p = Policy::new(30, 50, 1, 1);
+        assert_eq!(p.observe(Check::Failed), Some(1));
+        let mut o = Policy::new(255, 50, 1, 1);
+        assert_eq!(o.observe(Check::Failed), None);
+        assert_eq!(o.observe(Check::Gone), Some(0));
+    }
+}

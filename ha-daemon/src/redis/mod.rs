@@ -1,0 +1,6 @@
+//! The local Redis and its role: health checks, role reconciliation with the
+//! VRRP state, safe promotion.
+pub mod client;
+pub mod health;
+pub mod reconcile;
+pub mod role;

@@ -1,0 +1,438 @@
+//! Per instance, a loop that makes the local Redis's role follow the VRRP
+//! state — re-checked every `check_interval_ms` and after every transition,
+//! with `INFO replication` as the truth; idempotent, never a fixed sleep.
+//!
+//! - Master: the local Redis is promoted. When the old master still answers,
+//!   it first stops taking writes (CLIENT PAUSE WRITE), the local replica
+//!   catches up to its offset (deadline `catchup_timeout_ms`), then the local
+//!   one is promoted and the old one made its replica: a client with a stale
+//!   ARP entry sees a pause or READONLY, not an acknowledged write later lost.
+//! - Backup: the local Redis follows the VRRP master's Redis (advert source,
+//!   `port`), but only once that one really is a master — two nodes never end
+//!   up replicas of each other — and never an empty one while the local
+//!   dataset is not (the empty-master guard).
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    client::{Auth, Conn, Endpoint},
+    health::{self, Check, Health, Policy},
+    role::Role,
+};
+use crate::{config::RedisConf, status::Shared, vrrp::machine::State};
+
+/// What the VRRP side says, for the Redis side to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub state: State,
+    pub master: Option<IpAddr>,
+}
+
+/// What the Redis side tells the VRRP side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The priority to advertise (health checks).
+    Priority(u8),
+    /// Hold preemption: the local Redis is not in sync with the master yet.
+    HoldPreempt(bool),
+}
+
+/// What `status.json` shows of the Redis side of an instance.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RedisStatus {
+    pub role: Option<String>,
+    pub offset: u64,
+    pub master: Option<String>,
+    pub link_up: Option<bool>,
+    pub health: Option<Health>,
+    /// Why the local Redis is not replicating from the VRRP master, if it is not.
+    pub guard: Option<String>,
+    pub last_action: Option<String>,
+    /// Write pause of the last promotion that paused an old master, ms.
+    pub last_pause_ms: Option<u64>,
+}
+
+const PEER_TIMEOUT: Duration = Duration::from_millis(300);
+
+pub struct Agent {
+    instance: String,
+    cfg: RedisConf,
+    local: Endpoint,
+    auth: Option<Auth>,
+    /// Our address as peers see it: where an old master is pointed after a promotion.
+    self_addr: IpAddr,
+    view: watch::Receiver<View>,
+    signals: mpsc::Sender<Signal>,
+    status: Shared,
+    policy: Policy,
+    /// Last HoldPreempt sent.
+    holding: Option<bool>,
+    /// A promotion refused by the empty-master guard: not retried before this.
+    promote_backoff: Option<Instant>,
+    conn: Option<Conn>,
+    guard_logged: Option<String>,
+}
+
+impl Agent {
+    pub fn new(
+        instance: String,
+        cfg: RedisConf,
+        base_priority: u8,
+        self_addr: IpAddr,
+        view: watch::Receiver<View>,
+        signals: mpsc::Sender<Signal>,
+        status: Shared,
+    ) -> Result<Self, String> {
+        let (host, port) = cfg
+            .local()
+            .ok_or_else(|| format!("redis.address {:?}", cfg.address))?;
+        let auth = cfg.read_password()?.map(|password| Auth {
+            username: cfg.username.clone(),
+            password,
+        });
+        Ok(Self {
+            policy: Policy::new(base_priority, cfg.weight, cfg.fall, cfg.rise),
+            local: Endpoint {
+                host,
+                port,
+                auth: auth.clone(),
+            },
+            auth,
+            instance,
+            cfg,
+            self_addr,
+            view,
+            signals,
+            status,
+            holding: None,
+            promote_backoff: None,
+            conn: None,
+            guard_logged: None,
+        })
+    }
+
+    fn peer(&self, addr: IpAddr) -> Endpoint {
+        Endpoint {
+            host: addr.to_string(),
+            port: self.cfg.port,
+            auth: self.auth.clone(),
+        }
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut RedisStatus)) {
+        self.status.update(|s| {
+            if let Some(i) = s.instances.get_mut(&self.instance) {
+                f(i.redis.get_or_insert_with(Default::default));
+            }
+        });
+    }
+
+    pub async fn run(mut self) {
+        let (htx, mut hrx) = mpsc::channel(16);
+        let interval = Duration::from_millis(self.cfg.check_interval_ms);
+        tokio::spawn(health::watch(
+            self.local.host.clone(),
+            self.local.port,
+            self.auth.clone().map(|a| (a.username, a.password)),
+            interval,
+            htx,
+        ));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(c) = hrx.recv() => self.on_health(c).await,
+                r = self.view.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    self.reconcile().await;
+                }
+                _ = tick.tick() => self.reconcile().await,
+            }
+        }
+    }
+
+    async fn on_health(&mut self, c: Check) {
+        if c == Check::Gone {
+            self.conn = None;
+        }
+        if let Some(p) = self.policy.observe(c) {
+            let h = self.policy.state();
+            match h {
+                Health::Up => {
+                    tracing::info!(instance = %self.instance, "local Redis {} healthy again: priority {p}", self.local)
+                }
+                Health::Failing => {
+                    tracing::warn!(instance = %self.instance, "local Redis {} failing its checks: priority {p}", self.local)
+                }
+                Health::Gone => {
+                    tracing::warn!(instance = %self.instance, "local Redis {} is gone: priority 0, the peer takes over", self.local)
+                }
+            }
+            let _ = self.signals.send(Signal::Priority(p)).await;
+        }
+        let h = self.policy.state();
+        self.set_status(|r| r.health = Some(h));
+    }
+
+    async fn local_conn(&mut self) -> Option<&mut Conn> {
+        if self.conn.is_none() {
+            match self.local.connect(PEER_TIMEOUT).await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    tracing::debug!(instance = %self.instance, "{e}");
+                    return None;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    async fn local_role(&mut self) -> Option<Role> {
+        let c = self.local_conn().await?;
+        match c.role().await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!(instance = %self.instance, "{e}");
+                self.conn = None;
+                None
+            }
+        }
+    }
+
+    /// One pass: look at the local Redis and the VRRP state, fix what differs.
+    pub async fn reconcile(&mut self) {
+        let view = *self.view.borrow();
+        let Some(role) = self.local_role().await else {
+            // Cannot confirm the local data is in sync: never preempt on it.
+            self.hold(view.state == State::Backup).await;
+            return;
+        };
+        let result = match (view.state, &role) {
+            (State::Master, Role::Replica { .. })
+                if self.promote_backoff.is_some_and(|t| Instant::now() < t) =>
+            {
+                Ok(())
+            }
+            (
+                State::Master,
+                Role::Replica {
+                    master_host,
+                    master_port,
+                    ..
+                },
+            ) => {
+                let old = Endpoint {
+                    host: master_host.clone(),
+                    port: *master_port,
+                    auth: self.auth.clone(),
+                };
+                self.promote(old).await
+            }
+            (State::Backup, _) => match view.master {
+                Some(m) if !role.replicates(&m.to_string(), self.cfg.port) => {
+                    self.follow(m, &role).await
+                }
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(instance = %self.instance, "{e}");
+            self.conn = None;
+        }
+        let port = self.cfg.port;
+        if let Some(role) = self.local_role().await {
+            // Preempting is for a Redis in sync with the master it replaces.
+            let hold = match (&role, view.state) {
+                (
+                    Role::Replica {
+                        link_up, syncing, ..
+                    },
+                    State::Backup,
+                ) => {
+                    !(*link_up
+                        && !*syncing
+                        && view
+                            .master
+                            .is_some_and(|m| role.replicates(&m.to_string(), port)))
+                }
+                (_, State::Backup) => true,
+                _ => false,
+            };
+            self.hold(hold).await;
+            self.set_status(|r| {
+                r.role = Some(role.name().into());
+                r.offset = role.offset();
+                if let Role::Replica {
+                    master_host,
+                    master_port,
+                    link_up,
+                    ..
+                } = &role
+                {
+                    r.master = Some(format!("{master_host}:{master_port}"));
+                    r.link_up = Some(*link_up);
+                } else {
+                    r.master = None;
+                    r.link_up = None;
+                }
+                let settled = match view.state {
+                    State::Master => matches!(role, Role::Master { .. }),
+                    State::Backup => view
+                        .master
+                        .is_some_and(|m| role.replicates(&m.to_string(), port)),
+                    State::Initialize => false,
+                };
+                if settled {
+                    r.guard = None;
+                }
+            });
+        }
+    }
+
+    async fn hold(&mut self, hold: bool) {
+        if self.holding != Some(hold) {
+            self.holding = Some(hold);
+            tracing::debug!(instance = %self.instance, "preemption {}", if hold { "held: local Redis not in sync" } else { "allowed" });
+            let _ = self.signals.send(Signal::HoldPreempt(hold)).await;
+        }
+    }
+
+    /// Backup: replicate from the VRRP master's Redis, if it is a master and
+    /// not an empty one replacing our data.
+    async fn follow(
+        &mut self,
+        m: IpAddr,
+        local_role: &Role,
+    ) -> Result<(), super::client::RedisError> {
+        let peer = self.peer(m);
+        let mut pc = peer.connect(PEER_TIMEOUT).await?;
+        let prole = pc.role().await?;
+        if !matches!(prole, Role::Master { .. }) {
+            // Its promotion has not happened yet; replicating now could make
+            // two replicas of each other. Next pass.
+            tracing::debug!(instance = %self.instance, "{peer} is not a master yet");
+            return Ok(());
+        }
+        let theirs = pc.dbsize().await?;
+        let ours = match self.local_conn().await {
+            Some(c) => c.dbsize().await?,
+            None => return Ok(()),
+        };
+        if theirs == 0 && ours > 0 && !self.cfg.allow_empty_master {
+            let why = format!(
+                "refusing to replicate from {peer}: its dataset is empty and the local one has {ours} keys (set redis.allow_empty_master to override)"
+            );
+            if self.guard_logged.as_deref() != Some(why.as_str()) {
+                tracing::error!(instance = %self.instance, "{why}");
+                self.guard_logged = Some(why.clone());
+            }
+            self.set_status(|r| r.guard = Some(why));
+            return Ok(());
+        }
+        self.guard_logged = None;
+        let Some(c) = self.local_conn().await else {
+            return Ok(());
+        };
+        c.replicaof(&peer.host, peer.port).await?;
+        let was = local_role.name();
+        tracing::info!(instance = %self.instance, "local Redis ({was}) now replicates from {peer}");
+        self.set_status(|r| {
+            r.guard = None;
+            r.last_action = Some(format!("REPLICAOF {peer} (was {was})"));
+        });
+        Ok(())
+    }
+
+    /// Master: promote the local Redis, pausing and draining the old master first
+    /// when it still answers.
+    async fn promote(&mut self, old: Endpoint) -> Result<(), super::client::RedisError> {
+        let start = Instant::now();
+        let deadline = Duration::from_millis(self.cfg.catchup_timeout_ms);
+        let mut old_conn = match old.connect(PEER_TIMEOUT).await {
+            Ok(mut oc) => match oc.role().await {
+                Ok(Role::Master { .. }) => Some(oc),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        let Some(oc) = old_conn.as_mut() else {
+            let c = match self.local_conn().await {
+                Some(c) => c,
+                None => return Ok(()),
+            };
+            c.replicaof_no_one().await?;
+            tracing::info!(instance = %self.instance, "promoted the local Redis at once: the old master {old} does not answer");
+            self.set_status(|r| {
+                r.last_action = Some(format!("REPLICAOF NO ONE (old master {old} gone)"))
+            });
+            return Ok(());
+        };
+        // 1. The old master stops acknowledging writes.
+        oc.pause_writes(deadline.as_millis() as u64 + 2000).await?;
+        let target = oc.role().await?.offset();
+        // 2. The local replica catches up to everything it acknowledged.
+        let mut caught = 0;
+        while start.elapsed() < deadline {
+            let Some(c) = self.local_conn().await else {
+                break;
+            };
+            caught = c.role().await?.offset();
+            if caught >= target {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The guard: never point an old master that has data at an empty one.
+        let theirs = oc.dbsize().await?;
+        let ours = match self.local_conn().await {
+            Some(c) => c.dbsize().await?,
+            None => {
+                let _ = oc.unpause().await;
+                return Ok(());
+            }
+        };
+        if ours == 0 && theirs > 0 && !self.cfg.allow_empty_master {
+            let _ = oc.unpause().await;
+            let why = format!(
+                "not promoting: the local Redis is empty and the old master {old} has {theirs} keys (it would replicate from an empty master); set redis.allow_empty_master to override"
+            );
+            tracing::error!(instance = %self.instance, "{why}");
+            self.promote_backoff = Some(Instant::now() + Duration::from_secs(1));
+            self.set_status(|r| r.guard = Some(why));
+            return Ok(());
+        }
+        // 3. Promote; 4. the old master follows us; its paused clients get READONLY.
+        let Some(c) = self.local_conn().await else {
+            let _ = oc.unpause().await;
+            return Ok(());
+        };
+        c.replicaof_no_one().await?;
+        let me = self.self_addr.to_string();
+        let repointed = oc.replicaof(&me, self.cfg.port).await;
+        let _ = oc.unpause().await;
+        let pause = start.elapsed();
+        let lag = target.saturating_sub(caught);
+        if lag == 0 {
+            tracing::info!(instance = %self.instance, "promoted the local Redis: old master {old} paused {pause:?}, caught up to offset {target}");
+        } else {
+            tracing::error!(instance = %self.instance, "promoted the local Redis after {pause:?} still {lag} bytes behind the old master {old}: its last writes are lost");
+        }
+        repointed?;
+        self.set_status(|r| {
+            r.last_pause_ms = Some(pause.as_millis() as u64);
+            r.last_action = Some(format!(
+                "promoted; old master {old} paused {} ms, lag {lag} bytes, now its replica",
+                pause.as_millis()
+            ));
+        });
+        Ok(())
+    }
+}

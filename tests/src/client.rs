@@ -1,0 +1,151 @@
+//! A Redis client on a test host writing INCR through the VIP as fast as one
+//! connection allows: what an application sees of a failover.
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::Netns;
+
+/// What the writer saw.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Every acknowledged INCR: when, and the value Redis returned.
+    pub acked: Vec<(Instant, i64)>,
+    pub errors: u64,
+}
+
+impl Report {
+    /// Acknowledged values that were not above the one before: writes the
+    /// cluster acknowledged and then forgot.
+    pub fn went_back(&self) -> Vec<(i64, i64)> {
+        self.acked
+            .windows(2)
+            .filter(|w| w[1].1 <= w[0].1)
+            .map(|w| (w[0].1, w[1].1))
+            .collect()
+    }
+
+    /// Longest time between two acknowledged writes.
+    pub fn longest_gap(&self) -> Duration {
+        self.acked
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .max()
+            .unwrap_or_default()
+    }
+
+    pub fn last(&self) -> i64 {
+        self.acked.last().map_or(0, |a| a.1)
+    }
+}
+
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Report>>,
+}
+
+fn cmd(args: &[&str]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    v
+}
+
+/// Sends one command and reads a one-line reply (integer, status or error).
+pub fn call(s: &mut BufReader<TcpStream>, args: &[&str]) -> std::io::Result<String> {
+    s.get_mut().write_all(&cmd(args))?;
+    let mut line = String::new();
+    if s.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    if line.starts_with('$') {
+        // Bulk string: the value is on the next line ($-1: none).
+        if line.starts_with("$-1") {
+            return Ok(String::new());
+        }
+        let mut v = String::new();
+        s.read_line(&mut v)?;
+        return Ok(v.trim_end().to_owned());
+    }
+    Ok(line.trim_end().to_owned())
+}
+
+pub fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    s.set_write_timeout(Some(Duration::from_millis(500)))?;
+    s.set_nodelay(true)?;
+    Ok(BufReader::new(s))
+}
+
+impl Writer {
+    /// Starts writing `INCR key` to `addr` from namespace `ns`.
+    pub fn start(ns: &Netns, addr: SocketAddr, key: &str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let key = key.to_owned();
+        let handle = ns
+            .thread(move || {
+                let mut r = Report::default();
+                let mut conn: Option<BufReader<TcpStream>> = None;
+                while !flag.load(Ordering::Relaxed) {
+                    if conn.is_none() {
+                        match connect(addr) {
+                            Ok(c) => conn = Some(c),
+                            Err(_) => {
+                                r.errors += 1;
+                                std::thread::sleep(Duration::from_millis(2));
+                                continue;
+                            }
+                        }
+                    }
+                    let c = conn.as_mut().expect("connected");
+                    match call(c, &["INCR", &key]) {
+                        Ok(line) if line.starts_with(':') => {
+                            if let Ok(v) = line[1..].parse() {
+                                r.acked.push((Instant::now(), v));
+                            }
+                        }
+                        // READONLY, LOADING, ...: the write was not taken.
+                        Ok(_) => {
+                            r.errors += 1;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(_) => {
+                            r.errors += 1;
+                            conn = None;
+                        }
+                    }
+                }
+                r
+            })
+            .expect("writer thread");
+        Writer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn stop(mut self) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("running")
+            .join()
+            .expect("writer thread")
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

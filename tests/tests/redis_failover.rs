@@ -1,0 +1,355 @@
+//! Real redis-server on two hosts, ha-daemon on each, a client on a third
+//! host writing INCR through the VIP as fast as one connection allows. In every
+//! fault the client's counter must never go back: no acknowledged write lost.
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use ha_testbed::{
+    Host, Lan, Proc, TempDir,
+    client::{self, Report, Writer},
+    daemon::Daemon,
+    redis, require_root, wait_for,
+};
+
+const VIP: &str = "198.18.0.100";
+
+fn instance(priority: u8) -> String {
+    format!(
+        "[[instance]]\nname = \"vi\"\ninterface = \"eth0\"\nvrid = 51\nversion = 3\npriority = {priority}\n\
+         advert_interval_ms = 10\nvips = [\"{VIP}/24\"]\n\n[instance.redis]\naddress = \"127.0.0.1:6379\"\nport = 6379\n"
+    )
+}
+
+struct Cluster {
+    lan: Lan,
+    dir: TempDir,
+    redis: Vec<Option<Proc>>,
+    nodes: Vec<Option<Daemon>>,
+}
+
+impl Cluster {
+    /// Two hosts with Redis (both start as masters; the daemons sort the roles
+    /// out) and a client host.
+    fn new() -> Cluster {
+        require_root();
+        let lan = Lan::new("hat", 3).unwrap();
+        let dir = TempDir::new("redis").unwrap();
+        let mut c = Cluster {
+            redis: vec![None, None],
+            nodes: vec![None, None],
+            lan,
+            dir,
+        };
+        c.start_redis(1);
+        c.start_redis(2);
+        c.start_node(1, 150);
+        c.start_node(2, 100);
+        c.node(1)
+            .wait_state("vi", "Master", Duration::from_secs(10));
+        c.node(2)
+            .wait_state("vi", "Backup", Duration::from_secs(10));
+        assert!(
+            redis::wait_replicating(c.lan.host(2)),
+            "the daemon made h2's Redis a replica of h1's"
+        );
+        c
+    }
+
+    fn host(&self, i: usize) -> &Host {
+        self.lan.host(i)
+    }
+    fn node(&mut self, i: usize) -> &mut Daemon {
+        self.nodes[i - 1].as_mut().expect("node running")
+    }
+    fn start_redis(&mut self, i: usize) {
+        let p = redis::start(self.lan.host(i), self.dir.path(), &format!("r{i}"), None).unwrap();
+        self.redis[i - 1] = Some(p);
+    }
+    fn start_node(&mut self, i: usize, prio: u8) {
+        let d = Daemon::start(
+            self.lan.host(i),
+            &self.dir,
+            &format!("n{i}"),
+            &instance(prio),
+            &[],
+        )
+        .unwrap();
+        self.nodes[i - 1] = Some(d);
+    }
+    fn role(&self, i: usize) -> String {
+        redis::cli(self.host(i), &["ROLE"])
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+    fn writer(&self) -> Writer {
+        Writer::start(
+            &self.host(3).ns,
+            format!("{VIP}:6379").parse::<SocketAddr>().unwrap(),
+            "counter",
+        )
+    }
+    /// The counter as the cluster has it now, read through the VIP.
+    fn counter(&self) -> i64 {
+        let addr: SocketAddr = format!("{VIP}:6379").parse().unwrap();
+        self.host(3)
+            .ns
+            .enter(|| {
+                let mut c = client::connect(addr).ok()?;
+                client::call(&mut c, &["GET", "counter"]).ok()?.parse().ok()
+            })
+            .unwrap()
+            .unwrap_or(0)
+    }
+}
+
+/// The client's verdict: writes resumed, nothing acknowledged was lost.
+fn check(what: &str, r: &Report, final_value: i64, fault_at: Instant) {
+    let after = r.acked.iter().filter(|(t, _)| *t > fault_at).count();
+    println!(
+        "{what}: {} writes acknowledged ({after} after the fault), {} errors, longest write gap {:?}, last {} , cluster has {final_value}",
+        r.acked.len(),
+        r.errors,
+        r.longest_gap(),
+        r.last()
+    );
+    assert!(
+        after > 100,
+        "{what}: writes did not resume ({after} after the fault)"
+    );
+    assert!(
+        r.went_back().is_empty(),
+        "{what}: the counter went back: {:?}",
+        &r.went_back()[..r.went_back().len().min(5)]
+    );
+    assert!(
+        final_value >= r.last(),
+        "{what}: acknowledged {} but the cluster has {final_value}",
+        r.last()
+    );
+}
+
+#[test]
+fn master_host_lost_replica_promoted_no_write_lost() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(500));
+    let fault = Instant::now();
+    c.node(1).proc.signal(libc::SIGKILL);
+    c.redis[0].as_ref().unwrap().signal(libc::SIGKILL);
+    c.host(1).ns.ip(&["link", "set", "eth0", "down"]).unwrap();
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
+    assert!(
+        wait_for(Duration::from_secs(3), || (c.role(2) == "master")
+            .then_some(()))
+        .is_some()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let r = w.stop();
+    check("master host lost", &r, c.counter(), fault);
+}
+
+#[test]
+fn master_redis_killed_daemon_alive_takeover_through_priority_zero() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(500));
+    let fault = Instant::now();
+    c.redis[0].as_ref().unwrap().signal(libc::SIGKILL);
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
+    let tr = c.node(2).instance("vi").unwrap()["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    // Two fast paths race: the master's daemon sends priority 0, and the
+    // backup's XDP sees the dead Redis's RST/FIN. Either beats Master_Down_Interval.
+    assert!(
+        tr["reason"] == "MasterResigned" || tr["reason"] == "MasterRedisDown",
+        "fast takeover, not master-down: {tr}"
+    );
+    assert_eq!(c.node(1).instance("vi").unwrap()["effective_priority"], 0);
+    std::thread::sleep(Duration::from_millis(1000));
+    let r = w.stop();
+    check("master's Redis killed", &r, c.counter(), fault);
+}
+
+/// Samples both Redis roles every few ms for `d`; returns the longest run of
+/// samples in which both said master.
+fn both_master_for(c: &Cluster, d: Duration) -> Duration {
+    let a1: SocketAddr = format!("{}:6379", c.host(1).addr4).parse().unwrap();
+    let a2: SocketAddr = format!("{}:6379", c.host(2).addr4).parse().unwrap();
+    c.host(3)
+        .ns
+        .enter(|| {
+            let end = Instant::now() + d;
+            let (mut longest, mut since) = (Duration::ZERO, None::<Instant>);
+            let role = |a| {
+                client::connect(a)
+                    .ok()
+                    .and_then(|mut s| {
+                        client::call(&mut s, &["INFO", "replication"])
+                            .ok()
+                            .map(|_| s)
+                    })
+                    .map(|mut s| {
+                        // INFO is a bulk reply: read lines until role:.
+                        let mut line = String::new();
+                        let mut master = false;
+                        while std::io::BufRead::read_line(&mut s, &mut line).unwrap_or(0) > 0 {
+                            if line.starts_with("role:") {
+                                master = line.starts_with("role:master");
+                                break;
+                            }
+                            line.clear();
+                        }
+                        master
+                    })
+                    .unwrap_or(false)
+            };
+            while Instant::now() < end {
+                let both = role(a1) && role(a2);
+                match (both, since) {
+                    (true, None) => since = Some(Instant::now()),
+                    (false, Some(s)) => {
+                        longest = longest.max(s.elapsed());
+                        since = None;
+                    }
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            longest
+        })
+        .unwrap()
+}
+
+#[test]
+fn master_daemon_killed_redis_alive_no_two_writable_masters() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(500));
+    let fault = Instant::now();
+    c.node(1).proc.signal(libc::SIGKILL);
+    // The old master's Redis is paused, drained, then made a replica: both
+    // report role:master only between promotion and REPLICAOF on the old one.
+    let overlap = both_master_for(&c, Duration::from_millis(1500));
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
+    assert_eq!(
+        c.role(1),
+        "slave",
+        "the old master's Redis follows the new one"
+    );
+    println!(
+        "both Redis said role:master for at most {overlap:?} (the old one paused for writes meanwhile)"
+    );
+    assert!(
+        overlap <= Duration::from_millis(100),
+        "two masters for {overlap:?}"
+    );
+    let r = w.stop();
+    check("master's daemon killed", &r, c.counter(), fault);
+    let last = c.node(2).instance("vi").unwrap()["redis"]["last_action"].clone();
+    assert!(
+        last.as_str().unwrap_or("").contains("paused"),
+        "promotion paused the old master: {last}"
+    );
+}
+
+#[test]
+fn old_master_returns_as_replica_then_fails_back_without_loss() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(300));
+    // Lose h1 (daemon and Redis), run on h2 for a while.
+    c.node(1).proc.signal(libc::SIGKILL);
+    c.redis[0].as_ref().unwrap().signal(libc::SIGKILL);
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    // h1 comes back empty (no persistence): it must sync from h2 before it
+    // preempts, and the failback goes through pause + catch-up.
+    let back = Instant::now();
+    c.start_redis(1);
+    c.start_node(1, 150);
+    c.node(1)
+        .wait_state("vi", "Master", Duration::from_secs(10));
+    c.node(2).wait_state("vi", "Backup", Duration::from_secs(5));
+    assert!(
+        wait_for(Duration::from_secs(3), || (c.role(1) == "master"
+            && c.role(2) == "slave")
+            .then_some(()))
+        .is_some()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let r = w.stop();
+    check("old master back (failback)", &r, c.counter(), back);
+    let st = c.node(1).instance("vi").unwrap();
+    let last = st["redis"]["last_action"].as_str().unwrap_or("").to_owned();
+    println!("failback: {last}");
+    assert!(
+        last.contains("paused") && last.contains("lag 0 bytes"),
+        "failback went through the switchover path: {last}"
+    );
+    let tr = st["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(tr["reason"], "Preempt");
+}
+
+#[test]
+fn master_restarted_empty_the_replica_keeps_its_data() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = c.counter();
+    assert!(before > 0);
+    // h1's Redis restarts empty (no persistence) while its daemon runs.
+    c.redis[0].as_ref().unwrap().signal(libc::SIGKILL);
+    c.redis[0].as_mut().unwrap().wait();
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    c.start_redis(1);
+    // h1 becomes a replica of h2 and gets the data back; then fails back.
+    c.node(1)
+        .wait_state("vi", "Master", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = w.stop();
+    let now = c.counter();
+    assert!(now >= before, "data kept: {before} before, {now} now");
+    check(
+        "master restarted empty",
+        &r,
+        now,
+        Instant::now() - Duration::from_secs(2),
+    );
+}
+
+#[test]
+fn two_failovers_two_seconds_apart_lose_nothing() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(300));
+    let fault = Instant::now();
+    // First: h1's Redis dies (h2 takes over); it is restarted at once.
+    c.redis[0].as_ref().unwrap().signal(libc::SIGKILL);
+    c.redis[0].as_mut().unwrap().wait();
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(200));
+    c.start_redis(1);
+    std::thread::sleep(Duration::from_millis(1800));
+    // Second, 2 s after the first: h2's Redis dies.
+    c.redis[1].as_ref().unwrap().signal(libc::SIGKILL);
+    c.redis[1].as_mut().unwrap().wait();
+    c.node(1).wait_state("vi", "Master", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1000));
+    let r = w.stop();
+    check("two failovers 2 s apart", &r, c.counter(), fault);
+}
