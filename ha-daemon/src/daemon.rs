@@ -44,6 +44,8 @@ pub struct Paths {
     pub run_dir: PathBuf,
     pub pid_file: PathBuf,
     pub status_file: PathBuf,
+    /// Control socket (`ha-daemon status`, `switchover`), mode 0600.
+    pub socket: PathBuf,
 }
 
 impl Paths {
@@ -52,6 +54,7 @@ impl Paths {
         Self {
             pid_file: run_dir.join("ha-daemon.pid"),
             status_file: run_dir.join("status.json"),
+            socket: run_dir.join("ha-daemon.sock"),
             run_dir,
         }
     }
@@ -117,6 +120,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let started_ns = crate::ebpf::clock::monotonic_ns();
     let xdp = attach_xdp(&cfg, &groups, &opts, &status).map(|x| Arc::new(Mutex::new(x)));
     let mut kernel_txs: Vec<mpsc::Sender<KernelEvent>> = Vec::new();
+    let mut controls: Vec<(String, mpsc::Sender<crate::control::Command>)> = Vec::new();
     let netlink = Netlink::connect()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -162,10 +166,19 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("instance {inst_name:?}: {e}"))?;
                 receivers.push(tokio::spawn(agent.run()));
             }
-            tasks.spawn(driver.run(rx, krx, prx, stop_rx.clone()));
+            let (ctx, crx) = mpsc::channel(4);
+            controls.push((inst_name.clone(), ctx));
+            tasks.spawn(driver.run(rx, krx, prx, crx, stop_rx.clone()));
         }
         receivers.push(tokio::spawn(receiver::run(socket, routes, status.clone())));
     }
+    let socket_path = paths.socket.clone();
+    let control_status = status.clone();
+    receivers.push(tokio::spawn(async move {
+        if let Err(e) = crate::control::serve(socket_path.clone(), control_status, controls).await {
+            tracing::warn!("control socket {}: {e}", socket_path.display());
+        }
+    }));
     // Kernel events go to every instance; each picks what concerns it.
     let events = xdp
         .as_ref()
@@ -212,6 +225,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     writer.abort();
     status.save_now(&paths.status_file);
     let _ = std::fs::remove_file(&paths.pid_file);
+    let _ = std::fs::remove_file(&paths.socket);
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) is a thin edge over these modules; integration tests
 //! and `cargo xtask` use them directly.
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod ebpf;
 pub mod inspect;

@@ -4,10 +4,80 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ha_daemon::{
     config::{Config, DEFAULT_PATH},
+    control,
     daemon::{self, RunOptions},
     ebpf::object,
     inspect,
 };
+
+/// `status` for a person.
+fn render_status(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "node {}  pid {}  eBPF: {}",
+        v["node"].as_str().unwrap_or("?"),
+        v["pid"],
+        v["ebpf"].as_str().unwrap_or("?")
+    );
+    if let Some(insts) = v["instances"].as_object() {
+        for (name, i) in insts {
+            let _ = writeln!(
+                o,
+                "instance {name}: {} on {} vrid {} (v{})  priority {} (configured {})  VIPs {}  master {}",
+                i["state"].as_str().unwrap_or("?"),
+                i["interface"].as_str().unwrap_or("?"),
+                i["vrid"],
+                i["version"],
+                i["effective_priority"],
+                i["priority"],
+                i["vips"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_default(),
+                i["master"].as_str().unwrap_or("-"),
+            );
+            if let Some(r) = i["redis"].as_object() {
+                let _ = writeln!(
+                    o,
+                    "  redis: {} offset {}  health {}  master {}  {}",
+                    r["role"].as_str().unwrap_or("?"),
+                    r["offset"],
+                    r["health"].as_str().unwrap_or("?"),
+                    r["master"].as_str().unwrap_or("-"),
+                    r["guard"]
+                        .as_str()
+                        .map(|g| format!("GUARD: {g}"))
+                        .unwrap_or_default()
+                );
+                if let Some(a) = r["last_action"].as_str() {
+                    let _ = writeln!(o, "  last action: {a}");
+                }
+            }
+            for t in i["transitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .rev()
+                .take(5)
+            {
+                let _ = writeln!(
+                    o,
+                    "  {} -> {}: {}",
+                    t["from"].as_str().unwrap_or("?"),
+                    t["to"].as_str().unwrap_or("?"),
+                    t["reason"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    o
+}
 
 /// Fast, safe Redis failover: VRRP, a virtual IP, Redis role reconciliation.
 #[derive(Parser)]
@@ -48,6 +118,27 @@ enum Command {
         /// Refresh every second.
         #[arg(long)]
         watch: bool,
+    },
+    /// Show the running daemon's state: per instance state, priorities, VIPs,
+    /// master, Redis role and offset, last transitions, eBPF mode.
+    Status {
+        #[arg(short, long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned switchover: make this node master (its Redis promoted with the
+    /// old master paused and drained first: no acknowledged write lost).
+    /// Run it on the node that should become master.
+    Switchover {
+        #[arg(short, long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// The node to switch to; must be this node (the one the config names).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this instance (default: all).
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// Print the version and how this binary was built (with or without XDP).
     BuildInfo,
@@ -132,6 +223,66 @@ fn main() -> Result<()> {
                 }
                 std::thread::sleep(inspect::WATCH_PERIOD);
             }
+        }
+        Command::Status { config, json } => {
+            let cfg = Config::load(&config)?;
+            let sock = daemon::Paths::of(&cfg).socket;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let reply = rt.block_on(control::request(&sock, &control::Request::Status))?;
+            if json {
+                print!("{reply}");
+            } else {
+                print!("{}", render_status(&serde_json::from_str(&reply)?));
+            }
+            Ok(())
+        }
+        Command::Switchover {
+            config,
+            to,
+            instance,
+        } => {
+            let cfg = Config::load(&config)?;
+            if let Some(t) = to
+                && t != cfg.node.name
+            {
+                anyhow::bail!(
+                    "switchover makes the local node master: run it on {t}'s host (this config is node {:?})",
+                    cfg.node.name
+                );
+            }
+            let sock = daemon::Paths::of(&cfg).socket;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let reply = rt.block_on(control::request(
+                &sock,
+                &control::Request::Switchover { instance },
+            ))?;
+            let results: Vec<control::SwitchoverResult> = serde_json::from_str(&reply)?;
+            let mut failed = false;
+            for r in &results {
+                let pause = r
+                    .pause_ms
+                    .map(|p| format!(", write pause {p} ms"))
+                    .unwrap_or_default();
+                println!(
+                    "{}: {} — {}{pause}",
+                    r.instance,
+                    if r.ok {
+                        "switched over"
+                    } else {
+                        "NOT switched over"
+                    },
+                    r.message
+                );
+                failed |= !r.ok;
+            }
+            if failed {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::BuildInfo => {
             println!(

@@ -353,3 +353,63 @@ fn two_failovers_two_seconds_apart_lose_nothing() {
     let r = w.stop();
     check("two failovers 2 s apart", &r, c.counter(), fault);
 }
+
+#[test]
+fn planned_switchover_loses_nothing_and_reports_the_pause() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    // On h2 (the backup): make this node master.
+    let cfg = c.node(2).config.clone();
+    let out = c
+        .host(2)
+        .ns
+        .exec(
+            ha_testbed::daemon::binary().to_str().unwrap(),
+            &["switchover", "-c", cfg.to_str().unwrap(), "--to", "n2"],
+        )
+        .expect("switchover succeeds");
+    println!("switchover: {}", out.trim());
+    assert!(
+        out.contains("switched over") && out.contains("write pause"),
+        "{out}"
+    );
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(2));
+    c.node(1).wait_state("vi", "Backup", Duration::from_secs(2));
+    assert_eq!(c.role(2), "master");
+    assert!(
+        wait_for(Duration::from_secs(2), || (c.role(1) == "slave")
+            .then_some(()))
+        .is_some()
+    );
+    // The old master, with the higher configured priority, does not take it back.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.node(2).state("vi").as_deref(), Some("Master"));
+    let r = w.stop();
+    check("planned switchover", &r, c.counter(), start);
+    // Status over the control socket shows it too.
+    let st = c
+        .host(2)
+        .ns
+        .exec(
+            ha_testbed::daemon::binary().to_str().unwrap(),
+            &["status", "-c", cfg.to_str().unwrap()],
+        )
+        .unwrap();
+    assert!(
+        st.contains("instance vi: Master") && st.contains("Switchover"),
+        "{st}"
+    );
+    // Asking for another node is refused with a clear message.
+    let err = c
+        .host(2)
+        .ns
+        .exec(
+            ha_testbed::daemon::binary().to_str().unwrap(),
+            &["switchover", "-c", cfg.to_str().unwrap(), "--to", "n1"],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("run it on n1's host"), "{err}");
+}

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     config::{Instance, Vip},
+    control::Command,
     ebpf::{
         clock,
         events::{KernelEvent, Kind},
@@ -141,6 +142,7 @@ impl Driver {
         mut adverts: mpsc::Receiver<Incoming>,
         mut kernel_events: mpsc::Receiver<KernelEvent>,
         mut signals: mpsc::Receiver<Signal>,
+        mut control: mpsc::Receiver<Command>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (failed_tx, mut failed) = mpsc::channel::<IpAddr>(4);
@@ -181,6 +183,22 @@ impl Driver {
                     )
                 }
                 Some(ev) = kernel_events.recv() => self.on_kernel_event(ev, &failed_tx),
+                Some(Command::Switchover { reply }) = control.recv() => {
+                    let before = self.machine.state();
+                    let acts = self.machine.handle(Event::Switchover, clock::monotonic_ns());
+                    self.apply(acts).await;
+                    let res = match (before, self.machine.state()) {
+                        (_, State::Master) => Ok(()),
+                        (s, _) => Err(format!(
+                            "refused in state {s}: own priority {}, master {:?}; a master advertising 254, or priority 0 here, cannot be switched over from",
+                            self.machine.priority(),
+                            self.machine.master()
+                        )),
+                    };
+                    tracing::info!(instance = %self.cfg.name, "switchover requested: {res:?}");
+                    let _ = reply.send(res);
+                    Vec::new()
+                }
                 Some(sig) = signals.recv() => match sig {
                     Signal::Priority(p) => {
                         self.status.update(|s| {

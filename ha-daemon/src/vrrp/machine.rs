@@ -77,6 +77,10 @@ pub enum Event {
     /// not take over with a stale or empty dataset. Taking over from a dead
     /// master is never held.
     PreemptHold(bool),
+    /// Planned switchover to this node: take over now, advertising one above
+    /// the current master's priority (at most 254) so it yields at once. The
+    /// boost lasts while this node is master.
+    Switchover,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +120,8 @@ pub enum Reason {
     TieBreak,
     /// Our own priority fell to 0 (e.g. the local Redis is gone).
     Resign,
+    /// An operator asked for this node (`ha-daemon switchover`).
+    Switchover,
     /// The master's Redis closed its connections and did not answer a check.
     MasterRedisDown,
     Shutdown,
@@ -132,6 +138,7 @@ impl std::fmt::Display for Reason {
             Reason::HigherPriorityAdvert => "advert with higher priority",
             Reason::TieBreak => "equal priority, higher sender address",
             Reason::Resign => "own priority 0",
+            Reason::Switchover => "planned switchover",
             Reason::MasterRedisDown => "the master's Redis is down (FIN/RST, check failed)",
             Reason::Shutdown => "shutdown",
         })
@@ -158,6 +165,8 @@ pub struct Machine {
     /// The master whose Redis failed; its adverts no longer hold us back.
     failed_master: Option<IpAddr>,
     preempt_hold: bool,
+    /// Priority advertised after a switchover, while master.
+    boost: Option<u8>,
 }
 
 impl Machine {
@@ -175,14 +184,21 @@ impl Machine {
             resigned: false,
             failed_master: None,
             preempt_hold: false,
+            boost: None,
         }
     }
 
     pub fn state(&self) -> State {
         self.state
     }
+    /// The priority advertised and compared: the health-adjusted one, raised
+    /// by a switchover boost (never above a resignation's 0).
     pub fn priority(&self) -> u8 {
-        self.priority
+        match (self.priority, self.boost) {
+            (0, _) => 0,
+            (p, Some(b)) => p.max(b),
+            (p, None) => p,
+        }
     }
     pub fn params(&self) -> &Params {
         &self.params
@@ -200,7 +216,7 @@ impl Machine {
 
     /// Skew_Time: v3 scales with the master's interval; v2 is (256-Priority)/256 s.
     pub fn skew_time_ns(&self) -> Nanos {
-        let p = 256 - u64::from(self.priority);
+        let p = 256 - u64::from(self.priority());
         match self.params.version {
             Version::V3 => p * self.master_adver_interval_ns() / 256,
             Version::V2 => p * 1_000_000_000 / 256,
@@ -229,7 +245,7 @@ impl Machine {
 
     fn become_master(&mut self, now: Nanos, reason: Reason, out: &mut Vec<Action>) {
         out.push(Action::SendAdvert {
-            priority: self.priority,
+            priority: self.priority(),
         });
         out.push(Action::AddVips);
         out.push(Action::Announce);
@@ -244,6 +260,8 @@ impl Machine {
         if self.state == State::Master {
             out.push(Action::RemoveVips);
         }
+        // A switchover boost is for holding mastership, not for preempting back.
+        self.boost = None;
         self.master_adver_cs = match self.params.version {
             Version::V3 => self.master_adver_cs,
             Version::V2 => self.params.interval_cs,
@@ -266,7 +284,7 @@ impl Machine {
             (State::Initialize, Event::Startup) => {
                 self.started_at = now;
                 self.master_adver_cs = self.params.interval_cs;
-                if self.priority == 255 {
+                if self.priority() == 255 {
                     self.become_master(now, Reason::AddressOwner, &mut out);
                 } else {
                     self.become_backup(now, Reason::Startup, &mut out);
@@ -302,14 +320,14 @@ impl Machine {
                 } else if self.resigned {
                     Reason::MasterResigned
                 } else if self.master.is_some()
-                    && self.master_priority < self.priority
+                    && self.master_priority < self.priority()
                     && self.preempting(now)
                 {
                     Reason::Preempt
                 } else {
                     Reason::MasterDown
                 };
-                if self.priority == 0 {
+                if self.priority() == 0 {
                     // Resigned ourselves: never take over.
                     self.arm(now + self.master_down_interval_ns(), &mut out);
                     return out;
@@ -319,7 +337,7 @@ impl Machine {
             (State::Master, Event::Timer) => {
                 if self.deadline.is_some_and(|d| now >= d) {
                     out.push(Action::SendAdvert {
-                        priority: self.priority,
+                        priority: self.priority(),
                     });
                     self.arm(now + self.advert_interval_ns(), &mut out);
                 }
@@ -344,7 +362,7 @@ impl Machine {
                     self.resigned = true;
                     self.arm(at + self.skew_time_ns(), &mut out);
                 } else if !self.params.preempt
-                    || priority >= self.priority
+                    || priority >= self.priority()
                     || self.in_preempt_delay(at)
                     || self.preempt_hold
                 {
@@ -374,16 +392,16 @@ impl Machine {
             ) => {
                 if priority == 0 {
                     out.push(Action::SendAdvert {
-                        priority: self.priority,
+                        priority: self.priority(),
                     });
                     self.arm(now + self.advert_interval_ns(), &mut out);
-                } else if priority > self.priority
-                    || (priority == self.priority && addr_gt(from, self.params.primary))
+                } else if priority > self.priority()
+                    || (priority == self.priority() && addr_gt(from, self.params.primary))
                 {
                     if self.params.version == Version::V3 {
                         self.master_adver_cs = interval_cs;
                     }
-                    let reason = if priority > self.priority {
+                    let reason = if priority > self.priority() {
                         Reason::HigherPriorityAdvert
                     } else {
                         Reason::TieBreak
@@ -400,7 +418,21 @@ impl Machine {
                     self.arm(now + self.skew_time_ns(), &mut out);
                 }
             }
-            (_, Event::MasterFailed { .. } | Event::PreemptHold(_)) => {}
+            (State::Backup, Event::Switchover) => {
+                // One above the master we replace, so it yields on our first advert.
+                let target = self.master_priority.saturating_add(1).min(254);
+                let outranks = self.master.is_none()
+                    || target > self.master_priority
+                    || self.priority() > self.master_priority;
+                if self.priority == 0 || !outranks {
+                    return out;
+                }
+                if target > self.priority() {
+                    self.boost = Some(target);
+                }
+                self.become_master(now, Reason::Switchover, &mut out);
+            }
+            (_, Event::MasterFailed { .. } | Event::PreemptHold(_) | Event::Switchover) => {}
             (State::Backup, Event::Priority(p)) => {
                 self.priority = p;
                 // Skew_Time depends on the priority: re-arm from the last advert.

@@ -398,3 +398,36 @@ fn preempt_hold_never_holds_a_takeover_from_a_dead_master() {
     let t = m.handle(Event::Timer, m.deadline().unwrap());
     assert_eq!(changed(&t).map(|c| c.0), Some(State::Master));
 }
+
+#[test]
+fn switchover_takes_over_one_above_the_master_and_drops_the_boost_on_leaving() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(advert("198.18.0.2", 150, 100, S), S);
+    let a = m.handle(Event::Switchover, 2 * S);
+    assert_eq!(changed(&a), Some((State::Master, Reason::Switchover)));
+    assert_eq!(a[0], Action::SendAdvert { priority: 151 });
+    assert_eq!(m.priority(), 151);
+    // The old master yields; its adverts at 150 no longer matter.
+    assert!(
+        m.handle(advert("198.18.0.2", 150, 100, 3 * S), 3 * S)
+            .is_empty()
+    );
+    // Switched back: a higher advert demotes us and the boost is gone.
+    let b = m.handle(advert("198.18.0.2", 152, 100, 4 * S), 4 * S);
+    assert_eq!(
+        changed(&b),
+        Some((State::Backup, Reason::HigherPriorityAdvert))
+    );
+    assert_eq!(m.priority(), 100);
+}
+
+#[test]
+fn switchover_is_refused_against_a_254_master_or_when_resigned() {
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(advert("198.18.0.2", 254, 100, S), S);
+    assert!(m.handle(Event::Switchover, 2 * S).is_empty());
+    let mut r = backup(params(Version::V3, 100, 100), 0);
+    r.handle(advert("198.18.0.2", 150, 100, S), S);
+    r.handle(Event::Priority(0), S);
+    assert!(r.handle(Event::Switchover, 2 * S).is_empty());
+}

@@ -1,0 +1,167 @@
+//! The daemon's Unix socket (`<run_dir>/ha-daemon.sock`, mode 0600): one JSON
+//! request per line, one JSON reply per line. `ha-daemon status` and
+//! `ha-daemon switchover` talk to it.
+use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::UnixListener,
+    sync::{mpsc, oneshot},
+};
+
+use crate::status::Shared;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    /// Make this node master of `instance` (all instances when `None`).
+    Switchover {
+        instance: Option<String>,
+    },
+}
+
+/// What the socket asks of an instance driver.
+#[derive(Debug)]
+pub enum Command {
+    Switchover {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwitchoverResult {
+    pub instance: String,
+    pub ok: bool,
+    pub message: String,
+    /// How long the old master's Redis was paused for writes, if it was.
+    pub pause_ms: Option<u64>,
+}
+
+/// Serves the socket until the task is dropped.
+pub async fn serve(
+    path: PathBuf,
+    status: Shared,
+    drivers: Vec<(String, mpsc::Sender<Command>)>,
+) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (conn, _) = listener.accept().await?;
+        let (status, drivers) = (status.clone(), drivers.clone());
+        tokio::spawn(async move {
+            let (r, mut w) = conn.into_split();
+            let mut line = String::new();
+            if BufReader::new(r).read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let reply = match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Status) => serde_json::to_string(&status.snapshot()),
+                Ok(Request::Switchover { instance }) => {
+                    serde_json::to_string(&switchover(&status, &drivers, instance.as_deref()).await)
+                }
+                Err(e) => serde_json::to_string(
+                    &serde_json::json!({ "error": format!("bad request: {e}") }),
+                ),
+            };
+            if let Ok(mut text) = reply {
+                text.push('\n');
+                let _ = w.write_all(text.as_bytes()).await;
+            }
+        });
+    }
+}
+
+async fn switchover(
+    status: &Shared,
+    drivers: &[(String, mpsc::Sender<Command>)],
+    only: Option<&str>,
+) -> Vec<SwitchoverResult> {
+    let mut out = Vec::new();
+    for (name, tx) in drivers.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
+        let before = status
+            .snapshot()
+            .instances
+            .get(name)
+            .and_then(|i| i.redis.as_ref().and_then(|r| r.last_action.clone()));
+        let (reply, rx) = oneshot::channel();
+        let sent = tx.send(Command::Switchover { reply }).await.is_ok();
+        let res = match (sent, rx.await) {
+            (true, Ok(r)) => r,
+            _ => Err("the instance is not running".into()),
+        };
+        let mut r = SwitchoverResult {
+            instance: name.clone(),
+            ok: res.is_ok(),
+            message: res.clone().err().unwrap_or_else(|| "master".into()),
+            pause_ms: None,
+        };
+        // With a Redis side, done when the local Redis has been promoted.
+        let has_redis = status
+            .snapshot()
+            .instances
+            .get(name)
+            .is_some_and(|i| i.redis.is_some());
+        if r.ok && has_redis {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let snap = status.snapshot();
+                let red = snap
+                    .instances
+                    .get(name)
+                    .and_then(|i| i.redis.clone())
+                    .unwrap_or_default();
+                if red.role.as_deref() == Some("master") && red.last_action != before {
+                    r.message = red.last_action.unwrap_or_default();
+                    r.pause_ms = red.last_pause_ms;
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    r.ok = false;
+                    r.message = format!(
+                        "VRRP master, but the local Redis was not promoted within 10 s: {:?}",
+                        red.guard.or(red.last_action)
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        out.push(r);
+    }
+    if out.is_empty() {
+        out.push(SwitchoverResult {
+            instance: only.unwrap_or("").into(),
+            ok: false,
+            message: "no such instance".into(),
+            pause_ms: None,
+        });
+    }
+    out
+}
+
+/// Client side: one request, one reply.
+pub async fn request(path: &std::path::Path, req: &Request) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let conn = tokio::net::UnixStream::connect(path)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {} (is the daemon running? root needed)",
+                path.display()
+            )
+        })?;
+    let (r, mut w) = conn.into_split();
+    let mut text = serde_json::to_string(req)?;
+    text.push('\n');
+    w.write_all(text.as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(r).read_line(&mut line).await?;
+    anyhow::ensure!(
+        !line.is_empty(),
+        "the daemon closed the connection without a reply"
+    );
+    Ok(line)
+}
