@@ -10,7 +10,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::vrrp::packet::Version;
+use crate::{notify::NotifyConf, vrrp::packet::Version};
 
 pub const DEFAULT_PATH: &str = "/etc/ha-daemon/ha.toml";
 
@@ -79,6 +79,9 @@ pub struct Instance {
     /// Redis settings of this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConf>,
+    /// Scripts run on state changes (`[instance.notify]`).
+    #[serde(default, skip_serializing_if = "NotifyConf::is_empty")]
+    pub notify: NotifyConf,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -430,6 +433,17 @@ impl Config {
                 }
                 if let Err(e) = r.read_password() {
                     return bad("redis.password_file", e);
+                }
+            }
+            for prog in inst.notify.programs() {
+                if !prog.is_file() {
+                    return bad(
+                        "notify",
+                        format!(
+                            "{} is not a file (valid: the path of an executable)",
+                            prog.display()
+                        ),
+                    );
                 }
             }
             if inst.garp_interval_ms == 0 && inst.garp_repeat > 1 {

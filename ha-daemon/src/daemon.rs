@@ -219,6 +219,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     if drained.is_err() {
         tracing::warn!("some instances did not stop within 3 s");
     }
+    // notify_stop and friends finish (or hit their timeout) before we go.
+    crate::notify::drain(Duration::from_secs(5)).await;
     for r in receivers {
         r.abort();
     }

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod ebpf;
 pub mod inspect;
 pub mod net;
+pub mod notify;
 pub mod redis;
 pub mod status;
 pub mod vrrp;

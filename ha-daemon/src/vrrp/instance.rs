@@ -26,6 +26,7 @@ use crate::{
         garp::{Announcer, Burst},
         vip::Netlink,
     },
+    notify::Hook,
     redis::reconcile::{Signal, View},
     status::{InstanceStatus, Shared, Transition},
 };
@@ -206,7 +207,16 @@ impl Driver {
                                 i.effective_priority = p;
                             }
                         });
-                        self.machine.handle(Event::Priority(p), clock::monotonic_ns())
+                        let was = self.machine.priority();
+                        let acts = self.machine.handle(Event::Priority(p), clock::monotonic_ns());
+                        // A backup that loses or regains its Redis changes no
+                        // VRRP state; keepalived would say FAULT / BACKUP.
+                        let changes = acts.iter().any(|a| matches!(a, Action::StateChanged { .. }));
+                        if self.machine.state() == State::Backup && !changes && (was == 0) != (p == 0) {
+                            let hook = if p == 0 { Hook::Fault } else { Hook::Backup };
+                            self.cfg.notify.fire(&self.cfg.name, hook, p);
+                        }
+                        acts
                     }
                     Signal::HoldPreempt(h) => self.machine.handle(Event::PreemptHold(h), clock::monotonic_ns()),
                 },
@@ -395,6 +405,15 @@ impl Driver {
                 Action::ArmTimer { .. } | Action::CancelTimer => {}
                 Action::StateChanged { from, to, reason } => {
                     tracing::info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "{from} -> {to}: {reason}");
+                    let hook = match to {
+                        State::Master => Hook::Master,
+                        State::Backup if self.machine.priority() == 0 => Hook::Fault,
+                        State::Backup => Hook::Backup,
+                        State::Initialize => Hook::Stop,
+                    };
+                    self.cfg
+                        .notify
+                        .fire(&self.cfg.name, hook, self.machine.priority());
                     let master = self.machine.master();
                     let prio = self.machine.priority();
                     self.status.update(|s| {
