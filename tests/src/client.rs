@@ -89,6 +89,11 @@ pub fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
 impl Writer {
     /// Starts writing `INCR key` to `addr` from namespace `ns`.
     pub fn start(ns: &Netns, addr: SocketAddr, key: &str) -> Writer {
+        Self::start_auth(ns, addr, key, None)
+    }
+
+    /// The same, authenticating with `password` on every connection.
+    pub fn start_auth(ns: &Netns, addr: SocketAddr, key: &str, password: Option<String>) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let key = key.to_owned();
@@ -98,7 +103,16 @@ impl Writer {
                 let mut conn: Option<BufReader<TcpStream>> = None;
                 while !flag.load(Ordering::Relaxed) {
                     if conn.is_none() {
-                        match connect(addr) {
+                        let authed = connect(addr).and_then(|mut c| {
+                            if let Some(p) = &password {
+                                let r = call(&mut c, &["AUTH", p])?;
+                                if !r.starts_with("+OK") {
+                                    return Err(std::io::Error::other(r));
+                                }
+                            }
+                            Ok(c)
+                        });
+                        match authed {
                             Ok(c) => conn = Some(c),
                             Err(_) => {
                                 r.errors += 1;

@@ -206,11 +206,19 @@ fn pinned_maps_outlive_the_daemon_and_a_restart_continues_from_them() {
     // Restarted with the same name: the same maps, counts continue.
     let mut n2b = Daemon::start(h2, &dir, "n2", &instance(10, 100), &[]).unwrap();
     n2b.wait_state("vi", "Backup", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(200));
-    let after = count(&n2b);
+    let t = Instant::now();
+    let after = wait_for(Duration::from_secs(3), || {
+        Some(count(&n2b)).filter(|c| *c > stopped)
+    });
+    println!(
+        "restart: count {stopped} -> {after:?} after {:?}",
+        t.elapsed()
+    );
     assert!(
-        after > stopped,
-        "counts continue from the pinned map: {stopped} then {after}"
+        after.is_some(),
+        "counts continue from the pinned map: {stopped} then {} (eBPF: {})",
+        count(&n2b),
+        n2b.status().map(|s| s["ebpf"].clone()).unwrap_or_default()
     );
 }
 

@@ -179,52 +179,70 @@ fn master_redis_killed_daemon_alive_takeover_through_priority_zero() {
     check("master's Redis killed", &r, c.counter(), fault);
 }
 
-/// Samples both Redis roles every few ms for `d`; returns the longest run of
-/// samples in which both said master.
-fn both_master_for(c: &Cluster, d: Duration) -> Duration {
+/// The longest runs, over a sampling period, in which both Redis said master
+/// and in which both said replica.
+#[derive(Debug, Default, Clone, Copy)]
+struct Overlaps {
+    both_master: Duration,
+    both_replica: Duration,
+}
+
+/// Samples both Redis roles (from the client host) every few ms for `d`.
+fn sample_roles(c: &Cluster, d: Duration) -> std::thread::JoinHandle<Overlaps> {
     let a1: SocketAddr = format!("{}:6379", c.host(1).addr4).parse().unwrap();
     let a2: SocketAddr = format!("{}:6379", c.host(2).addr4).parse().unwrap();
     c.host(3)
         .ns
-        .enter(|| {
+        .thread(move || {
+            // Some(true) master, Some(false) replica, None unreachable.
+            let role = |a| -> Option<bool> {
+                let mut s = client::connect(a).ok()?;
+                client::call(&mut s, &["ROLE"]).ok()?;
+                let mut line = String::new();
+                // ROLE is an array; its first element names the role.
+                while std::io::BufRead::read_line(&mut s, &mut line).ok()? > 0 {
+                    match line.trim() {
+                        "master" => return Some(true),
+                        "slave" => return Some(false),
+                        _ => line.clear(),
+                    }
+                }
+                None
+            };
             let end = Instant::now() + d;
-            let (mut longest, mut since) = (Duration::ZERO, None::<Instant>);
-            let role = |a| {
-                client::connect(a)
-                    .ok()
-                    .and_then(|mut s| {
-                        client::call(&mut s, &["INFO", "replication"])
-                            .ok()
-                            .map(|_| s)
-                    })
-                    .map(|mut s| {
-                        // INFO is a bulk reply: read lines until role:.
-                        let mut line = String::new();
-                        let mut master = false;
-                        while std::io::BufRead::read_line(&mut s, &mut line).unwrap_or(0) > 0 {
-                            if line.starts_with("role:") {
-                                master = line.starts_with("role:master");
-                                break;
-                            }
-                            line.clear();
-                        }
-                        master
-                    })
-                    .unwrap_or(false)
+            let mut o = Overlaps::default();
+            let (mut m_since, mut r_since) = (None::<Instant>, None::<Instant>);
+            let track = |cond: bool, since: &mut Option<Instant>, longest: &mut Duration| match (
+                cond, *since,
+            ) {
+                (true, None) => *since = Some(Instant::now()),
+                (false, Some(t)) => {
+                    *longest = (*longest).max(t.elapsed());
+                    *since = None;
+                }
+                _ => {}
             };
             while Instant::now() < end {
-                let both = role(a1) && role(a2);
-                match (both, since) {
-                    (true, None) => since = Some(Instant::now()),
-                    (false, Some(s)) => {
-                        longest = longest.max(s.elapsed());
-                        since = None;
-                    }
-                    _ => {}
-                }
+                let (r1, r2) = (role(a1), role(a2));
+                track(
+                    r1 == Some(true) && r2 == Some(true),
+                    &mut m_since,
+                    &mut o.both_master,
+                );
+                track(
+                    r1 == Some(false) && r2 == Some(false),
+                    &mut r_since,
+                    &mut o.both_replica,
+                );
                 std::thread::sleep(Duration::from_millis(2));
             }
-            longest
+            if let Some(t) = m_since {
+                o.both_master = o.both_master.max(t.elapsed());
+            }
+            if let Some(t) = r_since {
+                o.both_replica = o.both_replica.max(t.elapsed());
+            }
+            o
         })
         .unwrap()
 }
@@ -238,7 +256,10 @@ fn master_daemon_killed_redis_alive_no_two_writable_masters() {
     c.node(1).proc.signal(libc::SIGKILL);
     // The old master's Redis is paused, drained, then made a replica: both
     // report role:master only between promotion and REPLICAOF on the old one.
-    let overlap = both_master_for(&c, Duration::from_millis(1500));
+    let overlap = sample_roles(&c, Duration::from_millis(1500))
+        .join()
+        .unwrap()
+        .both_master;
     c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
     assert_eq!(
         c.role(1),
@@ -275,6 +296,7 @@ fn old_master_returns_as_replica_then_fails_back_without_loss() {
     // preempts, and the failback goes through pause + catch-up.
     let back = Instant::now();
     c.start_redis(1);
+    let roles = sample_roles(&c, Duration::from_secs(3));
     c.start_node(1, 150);
     c.node(1)
         .wait_state("vi", "Master", Duration::from_secs(10));
@@ -288,6 +310,13 @@ fn old_master_returns_as_replica_then_fails_back_without_loss() {
     std::thread::sleep(Duration::from_millis(500));
     let r = w.stop();
     check("old master back (failback)", &r, c.counter(), back);
+    let o = roles.join().unwrap();
+    println!("failback: both replicas for {:?} at most", o.both_replica);
+    assert_eq!(
+        o.both_replica,
+        Duration::ZERO,
+        "a moment where both Redis were replicas"
+    );
     let st = c.node(1).instance("vi").unwrap();
     let last = st["redis"]["last_action"].as_str().unwrap_or("").to_owned();
     println!("failback: {last}");
@@ -412,4 +441,80 @@ fn planned_switchover_loses_nothing_and_reports_the_pause() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("run it on n1's host"), "{err}");
+}
+
+#[test]
+fn password_protected_redis_replicates_and_fails_over_and_the_password_is_never_shown() {
+    require_root();
+    const PASS: &str = "s3cr3t-Pa55";
+    let lan = Lan::new("hat", 3).unwrap();
+    let dir = TempDir::new("auth").unwrap();
+    let pass_file = dir.path().join("redis.pass");
+    std::fs::write(&pass_file, format!("{PASS}\n")).unwrap();
+    let conf = |prio: u8| {
+        format!(
+            "{}password_file = \"{}\"\n",
+            instance(prio),
+            pass_file.display()
+        )
+    };
+    let mut redis = Vec::new();
+    for i in 1..=2 {
+        redis.push(
+            redis::start_with(lan.host(i), dir.path(), &format!("r{i}"), None, Some(PASS)).unwrap(),
+        );
+    }
+    let mut n1 = Daemon::start(lan.host(1), &dir, "n1", &conf(150), &[]).unwrap();
+    let mut n2 = Daemon::start(lan.host(2), &dir, "n2", &conf(100), &[]).unwrap();
+    n1.wait_state("vi", "Master", Duration::from_secs(10));
+    n2.wait_state("vi", "Backup", Duration::from_secs(10));
+    // The daemon gave the replica its masterauth: replication is up.
+    assert!(
+        redis::wait_replicating_auth(lan.host(2), Some(PASS)),
+        "replica link up with AUTH"
+    );
+    let w = Writer::start_auth(
+        &lan.host(3).ns,
+        format!("{VIP}:6379").parse().unwrap(),
+        "counter",
+        Some(PASS.into()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let fault = Instant::now();
+    n1.proc.signal(libc::SIGKILL);
+    redis[0].signal(libc::SIGKILL);
+    lan.host(1).ns.ip(&["link", "set", "eth0", "down"]).unwrap();
+    n2.wait_state("vi", "Master", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(800));
+    let r = w.stop();
+    let last = redis::cli_auth(lan.host(2), Some(PASS), &["GET", "counter"])
+        .unwrap()
+        .parse()
+        .unwrap_or(0);
+    check("failover with AUTH", &r, last, fault);
+    // Never shown: not in the logs, not in status.json, not by check-config.
+    for d in [&n1, &n2] {
+        assert!(
+            !d.proc.log().contains(PASS),
+            "{} logged the password",
+            d.name
+        );
+        assert!(
+            !serde_json::to_string(&d.status()).unwrap().contains(PASS),
+            "{} status shows the password",
+            d.name
+        );
+    }
+    let shown = lan
+        .host(2)
+        .ns
+        .exec(
+            ha_testbed::daemon::binary().to_str().unwrap(),
+            &["check-config", "-c", n2.config.to_str().unwrap()],
+        )
+        .unwrap();
+    assert!(
+        !shown.contains(PASS) && shown.contains("password_file"),
+        "{shown}"
+    );
 }

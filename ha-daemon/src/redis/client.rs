@@ -114,7 +114,33 @@ impl Conn {
             .map_err(|e| self.err("DBSIZE", e))
     }
 
+    /// Gives this Redis the credentials it needs to sync from a master that
+    /// requires them (`masterauth`, and `masteruser` for an ACL user).
+    pub async fn set_master_auth(&mut self, auth: &Auth) -> Result<(), RedisError> {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("masterauth")
+            .arg(&auth.password)
+            .query_async::<()>(&mut self.c)
+            .await
+            .map_err(|e| self.err("CONFIG SET masterauth", e))?;
+        if let Some(u) = &auth.username {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("masteruser")
+                .arg(u)
+                .query_async::<()>(&mut self.c)
+                .await
+                .map_err(|e| self.err("CONFIG SET masteruser", e))?;
+        }
+        Ok(())
+    }
+
+    /// REPLICAOF, after handing over the credentials the master will ask for.
     pub async fn replicaof(&mut self, host: &str, port: u16) -> Result<(), RedisError> {
+        if let Some(a) = self.endpoint.auth.clone() {
+            self.set_master_auth(&a).await?;
+        }
         redis::cmd("REPLICAOF")
             .arg(host)
             .arg(port)
