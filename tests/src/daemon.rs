@@ -125,6 +125,13 @@ impl Daemon {
         self.status()?.get("instances")?.get(instance).cloned()
     }
 
+    /// The instance's most recent transition (`from`, `to`, `reason`, `at_ms`).
+    pub fn last_transition(&self, instance: &str) -> Value {
+        self.instance(instance)
+            .and_then(|i| i["transitions"].as_array().and_then(|t| t.last().cloned()))
+            .unwrap_or_default()
+    }
+
     /// State of an instance: "Initialize", "Backup" or "Master".
     pub fn state(&self, instance: &str) -> Option<String> {
         Some(self.instance(instance)?.get("state")?.as_str()?.to_owned())

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use ha_daemon::ebpf::loader::{AttachMode, XdpProgram};
-use ha_testbed::{Lan, TempDir, require_root, wait_for};
+use ha_testbed::{Lan, TempDir, daemon::keepalived, require_root, wait_for};
 
 #[test]
 fn xdp_on_one_host_records_keepalived_adverts_from_another() {
@@ -12,33 +12,11 @@ fn xdp_on_one_host_records_keepalived_adverts_from_another() {
     let lan = Lan::new("hat", 2).unwrap();
     let (h1, h2) = (lan.host(1), lan.host(2));
     let dir = TempDir::new("keepalived").unwrap();
-    let conf = dir.path().join("keepalived.conf");
-    std::fs::write(
-        &conf,
-        "global_defs {\n  router_id h2\n}\n\
+    let conf = "global_defs {\n  router_id h2\n}\n\
          vrrp_instance V3 {\n  state MASTER\n  interface eth0\n  virtual_router_id 51\n  version 3\n  priority 150\n  advert_int 0.05\n  virtual_ipaddress {\n    198.18.0.100/24\n  }\n}\n\
          vrrp_instance V2 {\n  state MASTER\n  interface eth0\n  virtual_router_id 52\n  version 2\n  priority 120\n  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass secret\n  }\n  virtual_ipaddress {\n    198.18.0.101/24\n  }\n}\n\
-         vrrp_instance V6 {\n  state MASTER\n  interface eth0\n  virtual_router_id 53\n  version 3\n  priority 200\n  advert_int 0.1\n  virtual_ipaddress {\n    fd18::100/64\n  }\n}\n",
-    )
-    .unwrap();
-    let mut cmd = h2.ns.command("keepalived");
-    cmd.args([
-        "--dont-fork",
-        "--log-console",
-        "--log-detail",
-        "--no-syslog",
-        "--vrrp",
-        "-f",
-    ])
-    .arg(&conf)
-    .arg("-p")
-    .arg(dir.path().join("keepalived.pid"))
-    .arg("-r")
-    .arg(dir.path().join("vrrp.pid"));
-    let mut keepalived = h2
-        .ns
-        .spawn("keepalived", cmd, dir.path().join("keepalived.log"))
-        .unwrap();
+         vrrp_instance V6 {\n  state MASTER\n  interface eth0\n  virtual_router_id 53\n  version 3\n  priority 200\n  advert_int 0.1\n  virtual_ipaddress {\n    fd18::100/64\n  }\n}\n";
+    let mut keepalived = keepalived(h2, dir.path(), "keepalived", conf).unwrap();
 
     let result = h1
         .ns

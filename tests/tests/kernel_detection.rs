@@ -253,12 +253,7 @@ fn fin_from_the_master_redis_takes_over_before_master_down_interval() {
     r1.signal(libc::SIGKILL);
     n2.wait_state("vi", "Master", Duration::from_secs(10));
     let took = t.elapsed();
-    let tr = n2.instance("vi").unwrap()["transitions"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let tr = n2.last_transition("vi");
     println!(
         "takeover after the master's Redis died: {took:?} (Master_Down_Interval {:?})",
         mdi(1000)

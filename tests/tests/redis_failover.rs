@@ -161,12 +161,7 @@ fn master_redis_killed_daemon_alive_takeover_through_priority_zero() {
     let fault = Instant::now();
     c.redis[0].as_ref().unwrap().signal(libc::SIGKILL);
     c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
-    let tr = c.node(2).instance("vi").unwrap()["transitions"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let tr = c.node(2).last_transition("vi");
     // Two fast paths race: the master's daemon sends priority 0, and the
     // backup's XDP sees the dead Redis's RST/FIN. Either beats Master_Down_Interval.
     assert!(

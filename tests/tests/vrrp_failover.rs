@@ -80,12 +80,7 @@ fn failover(version: u8, interval_ms: u32, vip: &str) {
     // `took` includes the test's polling (an `ip` run per poll); the daemon's own
     // transition is checked against the bound.
     n2.wait_state("vi", "Master", Duration::from_secs(1));
-    let tr = n2.instance("vi").unwrap()["transitions"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let tr = n2.last_transition("vi");
     assert_eq!(tr["reason"], "MasterDown");
     let wall_kill = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -171,12 +166,7 @@ fn sigterm_resigns_with_priority_zero_and_exits_cleanly() {
     );
     n2.wait_state("vi", "Master", Duration::from_secs(3));
     let took = t.elapsed();
-    let tr = n2.instance("vi").unwrap()["transitions"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let tr = n2.last_transition("vi");
     assert_eq!(tr["reason"], "MasterResigned");
     println!("takeover after SIGTERM: {took:?} (Master_Down_Interval would be 3.6 s)");
     assert!(took < mdi(3, 1000, 100), "took {took:?}");
