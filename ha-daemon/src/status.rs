@@ -71,6 +71,15 @@ impl Shared {
         f(&mut s)
     }
 
+    /// Changes one instance's status (nothing if it is not registered).
+    pub fn instance(&self, name: &str, f: impl FnOnce(&mut InstanceStatus)) {
+        self.update(|s| {
+            if let Some(i) = s.instances.get_mut(name) {
+                f(i);
+            }
+        });
+    }
+
     pub fn snapshot(&self) -> Status {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

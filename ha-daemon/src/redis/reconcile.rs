@@ -125,10 +125,8 @@ impl Agent {
     }
 
     fn set_status(&self, f: impl FnOnce(&mut RedisStatus)) {
-        self.status.update(|s| {
-            if let Some(i) = s.instances.get_mut(&self.instance) {
-                f(i.redis.get_or_insert_with(Default::default));
-            }
+        self.status.instance(&self.instance, |i| {
+            f(i.redis.get_or_insert_with(Default::default))
         });
     }
 

@@ -173,11 +173,7 @@ impl Driver {
                 // Adverts first: a backup that wakes late drains what arrived
                 // before it looks at its timer.
                 Some(a) = adverts.recv() => {
-                    self.status.update(|s| {
-                        if let Some(i) = s.instances.get_mut(&self.cfg.name) {
-                            i.adverts_received += 1;
-                        }
-                    });
+                    self.status.instance(&self.cfg.name, |i| i.adverts_received += 1);
                     self.machine.handle(
                         Event::Advert { from: a.from, priority: a.priority, interval_cs: a.interval_cs, at: a.at },
                         clock::monotonic_ns(),
@@ -202,11 +198,7 @@ impl Driver {
                 }
                 Some(sig) = signals.recv() => match sig {
                     Signal::Priority(p) => {
-                        self.status.update(|s| {
-                            if let Some(i) = s.instances.get_mut(&self.cfg.name) {
-                                i.effective_priority = p;
-                            }
-                        });
+                        self.status.instance(&self.cfg.name, |i| i.effective_priority = p);
                         let was = self.machine.priority();
                         let acts = self.machine.handle(Event::Priority(p), clock::monotonic_ns());
                         // A backup that loses or regains its Redis changes no
@@ -416,37 +408,29 @@ impl Driver {
                         .fire(&self.cfg.name, hook, self.machine.priority());
                     let master = self.machine.master();
                     let prio = self.machine.priority();
-                    self.status.update(|s| {
-                        if let Some(i) = s.instances.get_mut(&self.cfg.name) {
-                            i.state = to;
-                            i.master = master;
-                            i.effective_priority = prio;
-                            i.transitions.push(Transition {
-                                from,
-                                to,
-                                reason,
-                                at_ms: std::time::SystemTime::now()
-                                    .duration_since(std::time::UNIX_EPOCH)
-                                    .unwrap_or_default()
-                                    .as_millis(),
-                            });
-                            let n = i.transitions.len();
-                            if n > 32 {
-                                i.transitions.drain(..n - 32);
-                            }
+                    self.status.instance(&self.cfg.name, |i| {
+                        i.state = to;
+                        i.master = master;
+                        i.effective_priority = prio;
+                        i.transitions.push(Transition {
+                            from,
+                            to,
+                            reason,
+                            at_ms: std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap_or_default()
+                                .as_millis(),
+                        });
+                        let n = i.transitions.len();
+                        if n > 32 {
+                            i.transitions.drain(..n - 32);
                         }
                     });
                 }
             }
         }
         let master = self.machine.master();
-        self.status.update(|s| {
-            if let Some(i) = s.instances.get_mut(&self.cfg.name)
-                && i.master != master
-            {
-                i.master = master;
-            }
-        });
+        self.status.instance(&self.cfg.name, |i| i.master = master);
     }
 
     async fn remove_vips(&mut self) {
@@ -490,11 +474,9 @@ impl Driver {
                 Err(e) => Err(e.to_string()),
             };
             match sent {
-                Ok(()) => self.status.update(|s| {
-                    if let Some(i) = s.instances.get_mut(&self.cfg.name) {
-                        i.adverts_sent += 1;
-                    }
-                }),
+                Ok(()) => self
+                    .status
+                    .instance(&self.cfg.name, |i| i.adverts_sent += 1),
                 Err(e) => self.error(format!("sending advert to {dst}: {e}")),
             }
         }
@@ -502,13 +484,11 @@ impl Driver {
 
     fn error(&self, e: String) {
         tracing::warn!(instance = %self.cfg.name, "{e}");
-        self.status.update(|s| {
-            if let Some(i) = s.instances.get_mut(&self.cfg.name) {
-                i.errors.push(e);
-                let n = i.errors.len();
-                if n > 16 {
-                    i.errors.drain(..n - 16);
-                }
+        self.status.instance(&self.cfg.name, |i| {
+            i.errors.push(e);
+            let n = i.errors.len();
+            if n > 16 {
+                i.errors.drain(..n - 16);
             }
         });
     }

@@ -94,10 +94,8 @@ pub async fn run(socket: Arc<VrrpSocket>, routes: Vec<Route>, status: Shared) {
             Err((Some(_), "own_address")) => {}
             Err((Some(idx), why)) => {
                 tracing::debug!(instance = %routes[idx].instance, from = %r.src, "dropped advert: {why}");
-                status.update(|s| {
-                    if let Some(i) = s.instances.get_mut(&routes[idx].instance) {
-                        *i.drops.entry(why.to_owned()).or_default() += 1;
-                    }
+                status.instance(&routes[idx].instance, |i| {
+                    *i.drops.entry(why.to_owned()).or_default() += 1
                 });
             }
             Err((None, why)) => {
