@@ -6,7 +6,6 @@ use ha_common::{FAMILY_V4, InstanceConf, InstanceKey};
 use ha_daemon::ebpf::{
     events::{self, Kind},
     loader::XdpProgram,
-    vrrp_auth,
 };
 use ha_testbed::{frames::*, require_root};
 
@@ -41,7 +40,7 @@ fn configured() -> XdpProgram {
                 InstanceConf {
                     version: 2,
                     auth_type: 1,
-                    auth: vrrp_auth("secret"),
+                    auth: ha_daemon::vrrp::packet::auth_bytes("secret"),
                     ..Default::default()
                 },
             ),

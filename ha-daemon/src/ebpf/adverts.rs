@@ -1,15 +1,11 @@
 //! Turns raw `ADVERTS` map entries into what a person or the VRRP core reads.
-use std::{
-    borrow::Borrow,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::Duration,
-};
+use std::{borrow::Borrow, net::IpAddr, time::Duration};
 
 use aya::maps::{HashMap, MapData, MapError};
-use ha_common::{AdvertKey, AdvertRecord, FAMILY_V4};
+use ha_common::{AdvertKey, AdvertRecord};
 use serde::Serialize;
 
-use super::clock;
+use super::{clock, maps::addr_from};
 
 /// What the kernel saw of one sender's adverts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,17 +25,10 @@ pub struct AdvertEntry {
 
 impl AdvertEntry {
     pub fn from_raw(key: &AdvertKey, rec: &AdvertRecord) -> Self {
-        let source = if key.family == FAMILY_V4 {
-            let mut a = [0u8; 4];
-            a.copy_from_slice(&key.addr[..4]);
-            IpAddr::V4(Ipv4Addr::from(a))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(key.addr))
-        };
         Self {
             ifindex: key.ifindex,
             vrid: key.vrid,
-            source,
+            source: addr_from(&key.addr, key.family),
             priority: rec.priority,
             version: rec.version,
             vlan: rec.vlan,
@@ -71,7 +60,8 @@ pub fn collect<T: Borrow<MapData>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ha_common::FAMILY_V6;
+    use ha_common::{FAMILY_V4, FAMILY_V6};
+    use std::net::Ipv6Addr;
 
     #[test]
     fn decodes_both_families_and_interval() {

@@ -7,8 +7,3 @@ pub mod loader;
 pub mod maps;
 pub mod object;
 pub mod pin;
-
-/// The 8 bytes of a v2 simple password as the XDP program compares them.
-pub fn vrrp_auth(pass: &str) -> [u8; 8] {
-    crate::vrrp::packet::auth_bytes(pass)
-}

@@ -89,7 +89,7 @@ fn send_burst(iface: &str, b: &Burst) -> std::io::Result<()> {
 
 fn link_local_of(nic: &NetworkInterface) -> Option<Ipv6Addr> {
     nic.ips.iter().find_map(|n| match n.ip() {
-        IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => Some(a),
+        IpAddr::V6(a) if super::iface::is_link_local(&a) => Some(a),
         _ => None,
     })
 }

@@ -80,11 +80,16 @@ pub fn addresses(name: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+/// Whether `a` is an IPv6 link-local address (fe80::/10).
+pub fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
 /// The primary address VRRP sends from: for IPv4 the first address of the
 /// interface that is not a VIP; for IPv6 the link-local address (RFC 5798 5.1.2.1).
 pub fn primary(name: &str, v6: bool, vips: &[IpAddr]) -> Option<IpAddr> {
     addresses(name).into_iter().find(|a| match a {
         IpAddr::V4(_) => !v6 && !vips.contains(a),
-        IpAddr::V6(a6) => v6 && a6.segments()[0] & 0xffc0 == 0xfe80,
+        IpAddr::V6(a6) => v6 && is_link_local(a6),
     })
 }

@@ -178,6 +178,20 @@ pub async fn watch(
     }
 }
 
+/// Connect + PING with a short timeout. Any reply, even an error such as
+/// NOAUTH, means a Redis is there.
+pub async fn answers(addr: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let check = async {
+        let mut s = tokio::net::TcpStream::connect((addr, port)).await?;
+        s.write_all(b"PING\r\n").await?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await?;
+        Ok::<bool, std::io::Error>(n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
+    };
+    matches!(tokio::time::timeout(timeout, check).await, Ok(Ok(true)))
+}
+
 fn resp(args: &[&str]) -> Vec<u8> {
     let mut v = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {

@@ -27,7 +27,10 @@ use crate::{
         vip::Netlink,
     },
     notify::Hook,
-    redis::reconcile::{Signal, View},
+    redis::{
+        health,
+        reconcile::{Signal, View},
+    },
     status::{InstanceStatus, Shared, Transition},
 };
 
@@ -321,7 +324,7 @@ impl Driver {
                 tracing::debug!(instance = %self.cfg.name, "{:?} from the master's Redis {}:{}: checking it", ev.kind, ev.addr, ev.port);
                 let (addr, port, tx, kind) = (ev.addr, ev.port, failed.clone(), ev.kind);
                 tokio::spawn(async move {
-                    if !redis_answers(addr, port).await {
+                    if !health::answers(addr, port, REDIS_CHECK_TIMEOUT).await {
                         tracing::warn!(
                             "{kind:?} from the master's Redis {addr}:{port} and it does not answer"
                         );
@@ -492,21 +495,4 @@ impl Driver {
             }
         });
     }
-}
-
-/// Connect + PING with a short timeout. Any reply, even an error such as
-/// NOAUTH, means a Redis is there.
-pub async fn redis_answers(addr: IpAddr, port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let check = async {
-        let mut s = tokio::net::TcpStream::connect((addr, port)).await?;
-        s.write_all(b"PING\r\n").await?;
-        let mut buf = [0u8; 16];
-        let n = s.read(&mut buf).await?;
-        Ok::<bool, std::io::Error>(n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
-    };
-    matches!(
-        tokio::time::timeout(REDIS_CHECK_TIMEOUT, check).await,
-        Ok(Ok(true))
-    )
 }

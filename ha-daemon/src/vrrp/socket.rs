@@ -102,7 +102,7 @@ impl VrrpSocket {
         let addr: SockAddr = match dst {
             IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), 0).into(),
             IpAddr::V6(a) => {
-                let scope = if a.segments()[0] & 0xffc0 == 0xfe80 || a.is_multicast() {
+                let scope = if crate::net::iface::is_link_local(&a) || a.is_multicast() {
                     self.ifindex
                 } else {
                     0
