@@ -212,11 +212,12 @@ impl Agent {
             self.hold(view.state == State::Backup).await;
             return;
         };
-        let result = match (view.state, &role) {
+        // `None`: nothing to change, the role just read is still the truth.
+        let attempt = match (view.state, &role) {
             (State::Master, Role::Replica { .. })
                 if self.promote_backoff.is_some_and(|t| Instant::now() < t) =>
             {
-                Ok(())
+                None
             }
             (
                 State::Master,
@@ -231,22 +232,29 @@ impl Agent {
                     port: *master_port,
                     auth: self.auth.clone(),
                 };
-                self.promote(old).await
+                Some(self.promote(old).await)
             }
             (State::Backup, _) => match view.master {
                 Some(m) if !role.replicates(&m.to_string(), self.cfg.port) => {
-                    self.follow(m, &role).await
+                    Some(self.follow(m, &role).await)
                 }
-                _ => Ok(()),
+                _ => None,
             },
-            _ => Ok(()),
+            _ => None,
         };
-        if let Err(e) = result {
-            tracing::warn!(instance = %self.instance, "{e}");
-            self.conn = None;
-        }
+        let role = match attempt {
+            None => Some(role),
+            Some(result) => {
+                if let Err(e) = result {
+                    tracing::warn!(instance = %self.instance, "{e}");
+                    self.conn = None;
+                }
+                // Something may have changed: read it again.
+                self.local_role().await
+            }
+        };
         let port = self.cfg.port;
-        if let Some(role) = self.local_role().await {
+        if let Some(role) = role {
             // Preempting is for a Redis in sync with the master it replaces.
             let hold = match (&role, view.state) {
                 (
@@ -373,8 +381,22 @@ impl Agent {
             });
             return Ok(());
         };
-        // 1. The old master stops acknowledging writes.
+        // 1. The old master stops acknowledging writes. Whatever happens in
+        // the steps after, it is unpaused here, once.
         oc.pause_writes(deadline.as_millis() as u64 + 2000).await?;
+        let result = self.promote_paused(oc, &old, start, deadline).await;
+        let _ = oc.unpause().await;
+        result
+    }
+
+    /// Steps 2-4 of a promotion, with the old master paused by the caller.
+    async fn promote_paused(
+        &mut self,
+        oc: &mut Conn,
+        old: &Endpoint,
+        start: Instant,
+        deadline: Duration,
+    ) -> Result<(), super::client::RedisError> {
         let target = oc.role().await?.offset();
         // 2. The local replica catches up to everything it acknowledged.
         let mut caught = 0;
@@ -392,13 +414,9 @@ impl Agent {
         let theirs = oc.dbsize().await?;
         let ours = match self.local_conn().await {
             Some(c) => c.dbsize().await?,
-            None => {
-                let _ = oc.unpause().await;
-                return Ok(());
-            }
+            None => return Ok(()),
         };
         if ours == 0 && theirs > 0 && !self.cfg.allow_empty_master {
-            let _ = oc.unpause().await;
             let why = format!(
                 "not promoting: the local Redis is empty and the old master {old} has {theirs} keys (it would replicate from an empty master); set redis.allow_empty_master to override"
             );
@@ -409,13 +427,11 @@ impl Agent {
         }
         // 3. Promote; 4. the old master follows us; its paused clients get READONLY.
         let Some(c) = self.local_conn().await else {
-            let _ = oc.unpause().await;
             return Ok(());
         };
         c.replicaof_no_one().await?;
         let me = self.self_addr.to_string();
         let repointed = oc.replicaof(&me, self.cfg.port).await;
-        let _ = oc.unpause().await;
         let pause = start.elapsed();
         let lag = target.saturating_sub(caught);
         if lag == 0 {
