@@ -93,17 +93,26 @@ impl Cluster {
             "counter",
         )
     }
-    /// The counter as the cluster has it now, read through the VIP.
+    /// The counter as the cluster has it now, read through the VIP. A read that
+    /// fails (connect or read timeout in a transition) is retried, never taken as 0.
     fn counter(&self) -> i64 {
         let addr: SocketAddr = format!("{VIP}:6379").parse().unwrap();
-        self.host(3)
-            .ns
-            .enter(|| {
-                let mut c = client::connect(addr).ok()?;
-                client::call(&mut c, &["GET", "counter"]).ok()?.parse().ok()
-            })
-            .unwrap()
-            .unwrap_or(0)
+        let read = || {
+            self.host(3)
+                .ns
+                .enter(|| {
+                    let mut c = client::connect(addr).ok()?;
+                    let v = client::call(&mut c, &["GET", "counter"]).ok()?;
+                    // A missing key reads as 0; an error reply is no value.
+                    if v.starts_with('-') {
+                        None
+                    } else {
+                        Some(v.parse().unwrap_or(0))
+                    }
+                })
+                .unwrap()
+        };
+        wait_for(Duration::from_secs(5), read).expect("reading the counter through the VIP")
     }
 }
 
@@ -344,6 +353,14 @@ fn master_restarted_empty_the_replica_keeps_its_data() {
     // h1 becomes a replica of h2 and gets the data back; then fails back.
     c.node(1)
         .wait_state("vi", "Master", Duration::from_secs(15));
+    // Judge once the failback's promotion is done (as the failback test does).
+    assert!(
+        wait_for(Duration::from_secs(5), || (c.role(1) == "master"
+            && c.role(2) == "slave")
+            .then_some(()))
+        .is_some(),
+        "failback promotion did not complete"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let r = w.stop();
     let now = c.counter();
