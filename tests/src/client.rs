@@ -33,6 +33,37 @@ impl Report {
     }
 
     /// Longest time between two acknowledged writes.
+    /// Each step back with its wall-clock time (UTC, as the daemons log it)
+    /// and the values acknowledged right after it: enough to line it up with
+    /// the daemon and Redis logs.
+    pub fn went_back_detail(&self) -> Vec<String> {
+        let now_i = Instant::now();
+        let now_s = std::time::SystemTime::now();
+        self.acked
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1].1 <= w[0].1)
+            .map(|(i, w)| {
+                let wall = now_s - (now_i - w[1].0);
+                let ms = wall
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                let next: Vec<i64> = self.acked[i + 1..].iter().take(4).map(|a| a.1).collect();
+                format!(
+                    "{} -> {} at {:02}:{:02}:{:02}.{:03}Z ({:?} after the previous ack), then {next:?}",
+                    w[0].1,
+                    w[1].1,
+                    ms / 3_600_000 % 24,
+                    ms / 60_000 % 60,
+                    ms / 1000 % 60,
+                    ms % 1000,
+                    w[1].0 - w[0].0
+                )
+            })
+            .collect()
+    }
+
     pub fn longest_gap(&self) -> Duration {
         self.acked
             .windows(2)

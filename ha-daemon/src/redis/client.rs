@@ -176,4 +176,17 @@ impl Conn {
             .await
             .map_err(|e| self.err("CLIENT UNPAUSE", e))
     }
+
+    /// Puts a few bytes into a master's replication stream without touching
+    /// data: PUBLISH is propagated to replicas. Lets a backup see whether the
+    /// stream reaches it.
+    pub async fn probe_stream(&mut self) -> Result<(), RedisError> {
+        redis::cmd("PUBLISH")
+            .arg("__ha-daemon__:stream-probe")
+            .arg("1")
+            .query_async::<i64>(&mut self.c)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("PUBLISH (stream probe)", e))
+    }
 }

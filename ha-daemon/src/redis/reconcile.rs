@@ -53,6 +53,12 @@ pub struct RedisStatus {
     /// Why the local Redis is not replicating from the VRRP master, if it is not.
     pub guard: Option<String>,
     pub last_action: Option<String>,
+    /// Backup: bytes the master had 100 ms ago that the local replica has
+    /// not applied (0 when streaming keeps up).
+    pub lag_bytes: Option<u64>,
+    /// Backup: the master's command stream reaches the local replica (not
+    /// just the end of the full sync). Preemption waits for it.
+    pub streaming: Option<bool>,
     /// Write pause of the last promotion that paused an old master, ms.
     pub last_pause_ms: Option<u64>,
 }
@@ -75,6 +81,13 @@ pub struct Agent {
     /// A promotion refused by the empty-master guard: not retried before this.
     promote_backoff: Option<Instant>,
     conn: Option<Conn>,
+    /// A kept connection to the VRRP master's Redis (a new connection per
+    /// check would also end in a FIN the XDP program reports).
+    peer_conn: Option<(IpAddr, Conn)>,
+    /// The master's offset at the previous check, for the stream check.
+    master_offset: Option<(IpAddr, u64)>,
+    /// The master whose stream was seen reaching the local replica.
+    streaming: Option<IpAddr>,
     guard_logged: Option<String>,
 }
 
@@ -112,6 +125,9 @@ impl Agent {
             holding: None,
             promote_backoff: None,
             conn: None,
+            peer_conn: None,
+            master_offset: None,
+            streaming: None,
             guard_logged: None,
         })
     }
@@ -256,22 +272,32 @@ impl Agent {
         let port = self.cfg.port;
         if let Some(role) = role {
             // Preempting is for a Redis in sync with the master it replaces.
-            let hold = match (&role, view.state) {
+            let linked = match (&role, view.master) {
                 (
                     Role::Replica {
-                        link_up, syncing, ..
+                        link_up: true,
+                        syncing: false,
+                        ..
                     },
-                    State::Backup,
-                ) => {
-                    !(*link_up
-                        && !*syncing
-                        && view
-                            .master
-                            .is_some_and(|m| role.replicates(&m.to_string(), port)))
+                    Some(m),
+                ) if view.state == State::Backup && role.replicates(&m.to_string(), port) => {
+                    Some(m)
                 }
-                (_, State::Backup) => true,
+                _ => None,
+            };
+            let lag = match linked {
+                Some(m) => self.check_stream(m, role.offset()).await,
+                None => {
+                    self.streaming = None;
+                    self.master_offset = None;
+                    None
+                }
+            };
+            let hold = match view.state {
+                State::Backup => linked.is_none() || self.streaming != linked,
                 _ => false,
             };
+            let streaming = linked.map(|m| self.streaming == Some(m));
             self.hold(hold).await;
             self.set_status(|r| {
                 r.role = Some(role.name().into());
@@ -299,8 +325,57 @@ impl Agent {
                 if settled {
                     r.guard = None;
                 }
+                r.lag_bytes = lag;
+                r.streaming = streaming;
             });
         }
+    }
+
+    /// Backup, linked to master `m`: whether the master's command stream
+    /// really reaches the local replica. After a full sync Redis (7.0) starts
+    /// streaming only on the replica's next REPLCONF ACK, up to 1 s later; a
+    /// replica that reports `link up` may meanwhile miss every write. Until
+    /// then each check PUBLISHes a probe into the stream; the replica is
+    /// streaming once its offset (read now) reaches what the master had,
+    /// probe included, at the previous check. Returns the lag against the
+    /// master's offset now.
+    async fn check_stream(&mut self, m: IpAddr, local_offset: u64) -> Option<u64> {
+        if self.peer_conn.as_ref().is_none_or(|(a, _)| *a != m) {
+            self.peer_conn = None;
+            match self.peer(m).connect(PEER_TIMEOUT).await {
+                Ok(c) => self.peer_conn = Some((m, c)),
+                Err(e) => {
+                    tracing::debug!(instance = %self.instance, "{e}");
+                    return None;
+                }
+            }
+        }
+        let (_, pc) = self.peer_conn.as_mut()?;
+        if self.streaming != Some(m)
+            && let Err(e) = pc.probe_stream().await
+        {
+            // Without it an idle master proves nothing; with writes it still works.
+            tracing::debug!(instance = %self.instance, "{e}");
+        }
+        let theirs = match pc.role().await {
+            Ok(Role::Master { offset, .. }) => offset,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::debug!(instance = %self.instance, "{e}");
+                self.peer_conn = None;
+                return None;
+            }
+        };
+        if let Some((pm, before)) = self.master_offset
+            && pm == m
+            && local_offset >= before
+            && self.streaming != Some(m)
+        {
+            tracing::debug!(instance = %self.instance, "the stream from {m} reaches the local replica (offset {local_offset})");
+            self.streaming = Some(m);
+        }
+        self.master_offset = Some((m, theirs));
+        Some(theirs.saturating_sub(local_offset))
     }
 
     async fn hold(&mut self, hold: bool) {
