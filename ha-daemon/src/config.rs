@@ -22,10 +22,55 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// TOML syntax, a type, an unknown or missing key: the message from the
+    /// parser already carries the line and column.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{path}:{line}: {key}: {message}", line = line.map_or("?".into(), |l| l.to_string()))]
+    Invalid {
+        path: PathBuf,
+        /// 1-based line of the offending key (of its table when the key is absent).
+        line: Option<usize>,
+        /// Where, as a reader finds it: `[[instance]] "web" advert_interval_ms`.
+        key: String,
+        message: String,
+    },
+}
+
+/// A semantic defect, before it is placed in the file.
+#[derive(Debug)]
+struct Bad {
+    /// Index of the `[[instance]]` table, None for top-level keys.
+    instance: Option<usize>,
+    /// Dotted key inside it (`redis.port`), or a top-level one (`node.name`).
+    key: String,
+    message: String,
+}
+
+/// The 1-based line where `key` (dotted) of the `instance`-th `[[instance]]`
+/// (or of the document) is written; the closest enclosing table if it is not.
+fn locate(text: &str, instance: Option<usize>, key: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut span = None;
+    if let Some(i) = instance {
+        let t = doc.get("instance")?.as_array_of_tables()?.get(i)?;
+        span = t.span();
+        table = t;
+    }
+    for part in key.split('.') {
+        if let Some((k, item)) = table.get_key_value(part) {
+            span = k.span().or_else(|| item.span()).or(span);
+            match item.as_table_like() {
+                Some(t) => table = t,
+                None => break,
+            }
+        } else {
+            break;
+        }
+    }
+    let at = span?.start;
+    Some(text[..at.min(text.len())].matches('\n').count() + 1)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -265,9 +310,18 @@ impl Config {
             path: path.into(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        cfg.validate().map_err(|message| ConfigError::Invalid {
+        cfg.validate().map_err(|b| ConfigError::Invalid {
             path: path.into(),
-            message,
+            line: locate(text, b.instance, &b.key),
+            key: match b.instance {
+                Some(i) => format!(
+                    "[[instance]] {:?} {}",
+                    cfg.instances.get(i).map_or("", |x| x.name.as_str()),
+                    b.key
+                ),
+                None => b.key,
+            },
+            message: b.message,
         })?;
         Ok(cfg)
     }
@@ -286,7 +340,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/ha").join(&self.node.name))
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Bad> {
         let n = &self.node.name;
         if n.is_empty()
             || n.len() > 32
@@ -294,18 +348,31 @@ impl Config {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!(
-                "[node] name = {n:?}: must be 1-32 characters of letters, digits, '-' or '_' (it names paths)"
-            ));
+            return Err(Bad {
+                instance: None,
+                key: "node.name".into(),
+                message: format!(
+                    "{n:?}: must be 1-32 characters of letters, digits, '-' or '_' (it names paths)"
+                ),
+            });
         }
         if self.instances.is_empty() {
-            return Err("no [[instance]]: at least one is needed".into());
+            return Err(Bad {
+                instance: None,
+                key: "instance".into(),
+                message: "no [[instance]]: at least one is needed".into(),
+            });
         }
         let mut names = HashSet::new();
         let mut vrids = HashSet::new();
         for (i, inst) in self.instances.iter().enumerate() {
-            let at = format!("[[instance]] #{} ({:?})", i + 1, inst.name);
-            let bad = |key: &str, msg: String| Err(format!("{at}: {key}: {msg}"));
+            let bad = |key: &str, message: String| {
+                Err(Bad {
+                    instance: Some(i),
+                    key: key.into(),
+                    message,
+                })
+            };
             if inst.name.is_empty() {
                 return bad("name", "must not be empty".into());
             }
@@ -378,7 +445,10 @@ impl Config {
             }
             let mut fam = None;
             for v in &inst.vips {
-                let vip = Vip::parse(v).map_err(|e| format!("{at}: vips: {e}"))?;
+                let vip = match Vip::parse(v) {
+                    Ok(v) => v,
+                    Err(e) => return bad("vips", e),
+                };
                 if inst.version == 2 && vip.addr.is_ipv6() {
                     return bad(
                         "vips",
@@ -537,7 +607,7 @@ vips = ["10.0.0.100/24"]
             ),
             (
                 GOOD.replace("name = \"h1\"", "name = \"a/b\""),
-                "[node] name",
+                "node.name",
             ),
             (
                 format!(
@@ -552,6 +622,57 @@ vips = ["10.0.0.100/24"]
             assert!(err.contains(want), "error {err:?} should contain {want:?}");
             assert!(err.starts_with("ha.toml"), "error names the file: {err:?}");
         }
+    }
+
+    /// The exact messages an operator sees: file, line, instance and key,
+    /// what is wrong, what would be valid.
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let cases = [
+            (
+                GOOD.replace("advert_interval_ms = 10", "advert_interval_ms = 15"),
+                "ha.toml:9: [[instance]] \"redis-main\" advert_interval_ms: 15 is not valid for VRRPv3: 10 to 40950 in steps of 10 (centiseconds)",
+            ),
+            (
+                GOOD.replace(
+                    "advert_interval_ms = 10",
+                    "version = 2\nadvert_interval_ms = 1500",
+                ),
+                "ha.toml:10: [[instance]] \"redis-main\" advert_interval_ms: 1500 is not valid for VRRPv2: whole seconds from 1000 to 255000",
+            ),
+            (
+                GOOD.replace(
+                    "advert_interval_ms = 10",
+                    "version = 2\nadvert_interval_ms = 1000\nauth_pass = \"123456789\"",
+                ),
+                "ha.toml:11: [[instance]] \"redis-main\" auth_pass: 9 bytes; valid: 1 to 8 bytes",
+            ),
+            (
+                format!(
+                    "{GOOD}\n{}",
+                    &GOOD[GOOD.find("[[instance]]").unwrap()..].replace("redis-main", "other")
+                ),
+                "ha.toml:15: [[instance]] \"other\" vrid: 51 is already used on interface eth0 by another instance of the same family; VRIDs must be unique per interface",
+            ),
+            (
+                format!("{GOOD}[instance.redis]\npassword_file = \"/nonexistent/redis.pass\"\n"),
+                "ha.toml:12: [[instance]] \"redis-main\" redis.password_file: password_file /nonexistent/redis.pass: No such file or directory (os error 2)",
+            ),
+            (
+                GOOD.replace("name = \"h1\"", "name = \"a/b\""),
+                "ha.toml:3: node.name: \"a/b\": must be 1-32 characters of letters, digits, '-' or '_' (it names paths)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(&text).expect_err(want), want);
+        }
+        // Unknown keys and syntax: the parser's own message with line and column.
+        let e = parse(&GOOD.replace("vrid = 51", "vrid = 51\nvridd = 3")).unwrap_err();
+        assert!(
+            e.starts_with("ha.toml: TOML parse error at line 9, column 1")
+                && e.contains("unknown field `vridd`, expected one of"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -87,6 +87,15 @@ fn plan(cfg: &Config) -> Result<Vec<Group>> {
             .flat_map(|i| i.vip_list())
             .map(|v| v.addr)
             .collect();
+        let subnets = iface::subnets(&name);
+        for i in &instances {
+            for v in i.vip_list() {
+                if !iface::in_some_subnet(v.addr, &subnets) {
+                    tracing::warn!(instance = %i.name, "VIP {v} is outside every subnet of {name} ({}); clients reach it only through extra routes",
+                        subnets.iter().filter(|(a, _)| !vips.contains(a)).map(|(a, p)| format!("{a}/{p}")).collect::<Vec<_>>().join(", "));
+                }
+            }
+        }
         let Some(local) = iface::primary(&name, v6, &vips) else {
             bail!(
                 "interface {name} has no {} address to send VRRP from (instance {:?}); add one (VIPs do not count)",

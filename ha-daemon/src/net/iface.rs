@@ -32,9 +32,9 @@ pub fn names() -> Vec<String> {
     v
 }
 
-/// Every (interface, address) pair from getifaddrs (interfaces without an
-/// address appear once with `None`).
-fn addresses_all() -> Vec<(String, Option<IpAddr>)> {
+/// Every (interface, address/prefix) pair from getifaddrs (interfaces
+/// without an address appear once with `None`).
+fn addresses_all() -> Vec<(String, Option<(IpAddr, u8)>)> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills a list we free below; we only read it meanwhile.
@@ -46,23 +46,14 @@ fn addresses_all() -> Vec<(String, Option<IpAddr>)> {
         while !cur.is_null() {
             let ifa = &*cur;
             let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
-            let addr = if ifa.ifa_addr.is_null() {
-                None
-            } else {
-                match i32::from((*ifa.ifa_addr).sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                            sin.sin_addr.s_addr,
-                        ))))
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-                    }
-                    _ => None,
-                }
-            };
+            let addr = sockaddr_ip(ifa.ifa_addr).map(|a| {
+                let prefix = match sockaddr_ip(ifa.ifa_netmask) {
+                    Some(IpAddr::V4(m)) => u32::from(m).count_ones() as u8,
+                    Some(IpAddr::V6(m)) => u128::from(m).count_ones() as u8,
+                    None => 0,
+                };
+                (a, prefix)
+            });
             out.push((name, addr));
             cur = ifa.ifa_next;
         }
@@ -71,13 +62,91 @@ fn addresses_all() -> Vec<(String, Option<IpAddr>)> {
     out
 }
 
+/// The IP address in a sockaddr from getifaddrs, if it is IPv4 or IPv6.
+///
+/// # Safety
+/// `sa` is null or points to a sockaddr of the size its family says.
+unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract, the family tells the real type.
+    unsafe {
+        match i32::from((*sa).sa_family) {
+            libc::AF_INET => {
+                let sin = &*(sa as *const libc::sockaddr_in);
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*(sa as *const libc::sockaddr_in6);
+                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The addresses on interface `name`.
 pub fn addresses(name: &str) -> Vec<IpAddr> {
+    subnets(name).into_iter().map(|(a, _)| a).collect()
+}
+
+/// The addresses on interface `name` with their prefix lengths.
+pub fn subnets(name: &str) -> Vec<(IpAddr, u8)> {
     addresses_all()
         .into_iter()
         .filter(|(n, _)| n == name)
         .filter_map(|(_, a)| a)
         .collect()
+}
+
+/// Whether `vip` lies in one of `subnets` (other than a host route to itself):
+/// a VIP outside every subnet of its interface is reachable only with extra
+/// routes, which is usually a typo.
+pub fn in_some_subnet(vip: IpAddr, subnets: &[(IpAddr, u8)]) -> bool {
+    subnets.iter().any(|&(a, p)| {
+        a != vip
+            && match (a, vip) {
+                (IpAddr::V4(a), IpAddr::V4(v)) => {
+                    let m = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+                    u32::from(a) & m == u32::from(v) & m
+                }
+                (IpAddr::V6(a), IpAddr::V6(v)) => {
+                    let m = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+                    u128::from(a) & m == u128::from(v) & m
+                }
+                _ => false,
+            }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vip_is_checked_against_the_interface_subnets() {
+        let subnets = [
+            ("198.18.0.1".parse().unwrap(), 24),
+            ("fe80::1".parse().unwrap(), 64),
+            ("fd18::1".parse().unwrap(), 64),
+        ];
+        assert!(in_some_subnet("198.18.0.100".parse().unwrap(), &subnets));
+        assert!(!in_some_subnet("10.0.0.100".parse().unwrap(), &subnets));
+        assert!(in_some_subnet("fd18::100".parse().unwrap(), &subnets));
+        assert!(!in_some_subnet("fd19::100".parse().unwrap(), &subnets));
+        // The VIP itself, once added as a /32, does not count.
+        assert!(!in_some_subnet(
+            "10.0.0.100".parse().unwrap(),
+            &[("10.0.0.100".parse().unwrap(), 32)]
+        ));
+        assert!(in_some_subnet(
+            "10.0.0.100".parse().unwrap(),
+            &[("10.0.0.1".parse().unwrap(), 0)]
+        ));
+    }
 }
 
 /// Whether `a` is an IPv6 link-local address (fe80::/10).
