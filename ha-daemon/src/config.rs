@@ -88,6 +88,9 @@ pub struct Node {
     pub name: String,
     pub run_dir: Option<PathBuf>,
     pub bpf_pin_dir: Option<PathBuf>,
+    /// Prometheus metrics on this address (`GET /metrics`); off when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -605,10 +608,7 @@ vips = ["10.0.0.100/24"]
                 GOOD.replace("advert_interval_ms = 10", "auth_pass = \"x\""),
                 "only in VRRPv2",
             ),
-            (
-                GOOD.replace("name = \"h1\"", "name = \"a/b\""),
-                "node.name",
-            ),
+            (GOOD.replace("name = \"h1\"", "name = \"a/b\""), "node.name"),
             (
                 format!(
                     "{GOOD}\n{}",

@@ -39,18 +39,19 @@ pub struct SwitchoverResult {
     pub pause_ms: Option<u64>,
 }
 
+/// The instance drivers by name, as they are now (a reload changes them).
+pub type Drivers = std::sync::Arc<std::sync::Mutex<Vec<(String, mpsc::Sender<Command>)>>>;
+
 /// Serves the socket until the task is dropped.
-pub async fn serve(
-    path: PathBuf,
-    status: Shared,
-    drivers: Vec<(String, mpsc::Sender<Command>)>,
-) -> std::io::Result<()> {
+pub async fn serve(path: PathBuf, status: Shared, drivers: Drivers) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     loop {
         let (conn, _) = listener.accept().await?;
-        let (status, drivers) = (status.clone(), drivers.clone());
+        // The drivers as they are now (a reload changes them).
+        let drivers = drivers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let status = status.clone();
         tokio::spawn(async move {
             let (r, mut w) = conn.into_split();
             let mut line = String::new();

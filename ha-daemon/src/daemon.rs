@@ -28,7 +28,7 @@ use crate::{
     vrrp::{
         instance::Driver,
         packet,
-        receiver::{self, Route},
+        receiver::{self, Route, Routes},
         socket::VrrpSocket,
     },
 };
@@ -113,9 +113,219 @@ fn plan(cfg: &Config) -> Result<Vec<Group>> {
     Ok(out)
 }
 
+type Controls = crate::control::Drivers;
+type KernelTxs = Arc<Mutex<Vec<(String, mpsc::Sender<KernelEvent>)>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A socket (interface, family) and the receiver routing its adverts.
+struct SocketRt {
+    socket: Arc<VrrpSocket>,
+    routes: Routes,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A running instance: its config (to tell what a reload changes) and how
+/// to stop it.
+struct InstanceRt {
+    cfg: Instance,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    agent: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Everything `run` started, so that a reload can change parts of it.
+struct Runner {
+    cfg: Config,
+    status: Shared,
+    netlink: Netlink,
+    xdp: Option<Arc<Mutex<XdpProgram>>>,
+    sockets: BTreeMap<(String, bool), SocketRt>,
+    instances: BTreeMap<String, InstanceRt>,
+    controls: Controls,
+    kernel_txs: KernelTxs,
+}
+
+impl Runner {
+    /// Starts `inst` on its group's socket (opened now if it is new).
+    async fn start_instance(&mut self, g: &Group, inst: Instance) -> Result<()> {
+        let key = (g.iface.clone(), g.local.is_ipv6());
+        if !self.sockets.contains_key(&key) {
+            let socket = Arc::new(open_socket(g).await?);
+            tracing::info!(interface = %g.iface, source = %g.local, "VRRP socket open");
+            let routes: Routes = Default::default();
+            let task = tokio::spawn(receiver::run(
+                socket.clone(),
+                routes.clone(),
+                self.status.clone(),
+            ));
+            self.sockets.insert(
+                key.clone(),
+                SocketRt {
+                    socket,
+                    routes,
+                    task,
+                },
+            );
+        }
+        let srt = &self.sockets[&key];
+        let (tx, rx) = mpsc::channel(1024);
+        let name = inst.name.clone();
+        let mut driver = Driver::new(
+            inst.clone(),
+            g.ifindex,
+            srt.socket.clone(),
+            self.netlink.clone(),
+            self.status.clone(),
+            self.xdp.clone(),
+        );
+        let (ptx, prx) = mpsc::channel(16);
+        let agent = match inst.redis.clone() {
+            Some(rc) => Some(tokio::spawn(
+                Agent::new(
+                    name.clone(),
+                    rc,
+                    inst.priority,
+                    g.local,
+                    driver.redis_view(),
+                    ptx,
+                    self.status.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("instance {name:?}: {e}"))?
+                .run(),
+            )),
+            None => None,
+        };
+        lock(&srt.routes).push(Route {
+            instance: name.clone(),
+            vrid: inst.vrid,
+            version: inst.vrrp_version(),
+            auth: inst.auth_pass.as_deref().map(packet::auth_bytes),
+            interval_cs: inst.interval_cs(),
+            peers: inst.unicast_peers.clone(),
+            tx,
+        });
+        let (ktx, krx) = mpsc::channel(256);
+        lock(&self.kernel_txs).push((name.clone(), ktx));
+        let (ctx, crx) = mpsc::channel(4);
+        lock(&self.controls).push((name.clone(), ctx));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(driver.run(rx, krx, prx, crx, stop_rx));
+        self.instances.insert(
+            name,
+            InstanceRt {
+                cfg: inst,
+                stop,
+                task,
+                agent,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops instances (a master resigns and removes its VIPs), waiting up to
+    /// 3 s, and forgets them everywhere.
+    async fn stop_instances(&mut self, names: &[String]) {
+        let mut tasks = Vec::new();
+        for n in names {
+            if let Some(rt) = self.instances.remove(n) {
+                let _ = rt.stop.send(true);
+                tasks.push((n.clone(), rt));
+            }
+        }
+        for (n, rt) in tasks {
+            if tokio::time::timeout(Duration::from_secs(3), rt.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(instance = %n, "did not stop within 3 s");
+            }
+            if let Some(a) = rt.agent {
+                a.abort();
+            }
+            for s in self.sockets.values() {
+                lock(&s.routes).retain(|r| r.instance != *n);
+            }
+            lock(&self.controls).retain(|(x, _)| x != &n);
+            lock(&self.kernel_txs).retain(|(x, _)| x != &n);
+            self.status.update(|s| s.instances.remove(&n));
+        }
+        // Sockets no instance uses any more are closed.
+        self.sockets.retain(|_, s| {
+            let used = !lock(&s.routes).is_empty();
+            if !used {
+                s.task.abort();
+            }
+            used
+        });
+    }
+
+    /// Applies a new config: unchanged instances keep running untouched;
+    /// removed ones stop; changed and new ones (re)start. Everything that can
+    /// be checked is checked before anything changes.
+    async fn reload(&mut self, new: Config) -> Result<String> {
+        if new.node != self.cfg.node {
+            bail!(
+                "[node] changed (name, run_dir, bpf_pin_dir or metrics): that needs a restart; nothing applied"
+            );
+        }
+        let groups = plan(&new)?;
+        for i in &new.instances {
+            if let Some(rc) = &i.redis {
+                rc.read_password()
+                    .map_err(|e| anyhow::anyhow!("instance {:?}: {e}", i.name))?;
+            }
+        }
+        let wanted: BTreeMap<&str, &Instance> =
+            new.instances.iter().map(|i| (i.name.as_str(), i)).collect();
+        let stale: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(n, rt)| wanted.get(n.as_str()) != Some(&&rt.cfg))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let kept = self.instances.len() - stale.len();
+        self.stop_instances(&stale).await;
+        if let Some(x) = &self.xdp
+            && let Err(e) = configure_xdp(&mut lock(x), &new, &groups)
+        {
+            tracing::warn!("eBPF: reconfiguring for the new instances: {e:#}");
+        }
+        let mut started = 0;
+        for g in &groups {
+            for inst in &g.instances {
+                if !self.instances.contains_key(&inst.name) {
+                    self.start_instance(g, inst.clone()).await?;
+                    started += 1;
+                }
+            }
+        }
+        self.cfg = new;
+        Ok(format!(
+            "{kept} instance(s) unchanged, {} stopped, {started} started",
+            stale.len()
+        ))
+    }
+}
+
 pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
+    run_with(cfg, None, opts).await
+}
+
+/// Runs until SIGTERM/SIGINT. With `path`, SIGHUP reloads the config from it.
+pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> Result<()> {
     let paths = Paths::of(&cfg);
     let groups = plan(&cfg)?;
+    let metrics = match cfg.node.metrics {
+        Some(addr) => Some(
+            crate::metrics::bind(addr)
+                .await
+                .with_context(|| format!("[node] metrics = \"{addr}\": cannot listen there"))?,
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&paths.run_dir)
         .with_context(|| format!("creating run dir {}", paths.run_dir.display()))?;
     std::fs::write(&paths.pid_file, format!("{}\n", std::process::id()))
@@ -128,112 +338,111 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     });
     let started_ns = crate::ebpf::clock::monotonic_ns();
     let xdp = attach_xdp(&cfg, &groups, &opts, &status).map(|x| Arc::new(Mutex::new(x)));
-    let mut kernel_txs: Vec<mpsc::Sender<KernelEvent>> = Vec::new();
-    let mut controls: Vec<(String, mpsc::Sender<crate::control::Command>)> = Vec::new();
-    let netlink = Netlink::connect()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut receivers = Vec::new();
-    for g in groups {
-        let socket = Arc::new(open_socket(&g).await?);
-        tracing::info!(interface = %g.iface, source = %g.local, "VRRP socket open");
-        let mut routes = Vec::new();
-        for inst in g.instances {
-            let (tx, rx) = mpsc::channel(1024);
-            routes.push(Route {
-                instance: inst.name.clone(),
-                vrid: inst.vrid,
-                version: inst.vrrp_version(),
-                auth: inst.auth_pass.as_deref().map(packet::auth_bytes),
-                interval_cs: inst.interval_cs(),
-                peers: inst.unicast_peers.clone(),
-                tx,
-            });
-            let redis_cfg = inst.redis.clone();
-            let (inst_name, base_priority) = (inst.name.clone(), inst.priority);
-            let mut driver = Driver::new(
-                inst,
-                g.ifindex,
-                socket.clone(),
-                netlink.clone(),
-                status.clone(),
-                xdp.clone(),
-            );
-            let (ktx, krx) = mpsc::channel(256);
-            kernel_txs.push(ktx);
-            let (ptx, prx) = mpsc::channel(16);
-            if let Some(rc) = redis_cfg {
-                let agent = Agent::new(
-                    inst_name.clone(),
-                    rc,
-                    base_priority,
-                    g.local,
-                    driver.redis_view(),
-                    ptx,
-                    status.clone(),
-                )
-                .map_err(|e| anyhow::anyhow!("instance {inst_name:?}: {e}"))?;
-                receivers.push(tokio::spawn(agent.run()));
+    let mut rt = Runner {
+        cfg: cfg.clone(),
+        status: status.clone(),
+        netlink: Netlink::connect()?,
+        xdp: xdp.clone(),
+        sockets: BTreeMap::new(),
+        instances: BTreeMap::new(),
+        controls: Default::default(),
+        kernel_txs: Default::default(),
+    };
+    let mut helpers = Vec::new();
+    for g in &groups {
+        for inst in &g.instances {
+            if let Err(e) = rt.start_instance(g, inst.clone()).await {
+                let all: Vec<String> = rt.instances.keys().cloned().collect();
+                rt.stop_instances(&all).await;
+                return Err(e);
             }
-            let (ctx, crx) = mpsc::channel(4);
-            controls.push((inst_name.clone(), ctx));
-            tasks.spawn(driver.run(rx, krx, prx, crx, stop_rx.clone()));
         }
-        receivers.push(tokio::spawn(receiver::run(socket, routes, status.clone())));
     }
     let socket_path = paths.socket.clone();
-    let control_status = status.clone();
-    receivers.push(tokio::spawn(async move {
+    let (control_status, controls) = (status.clone(), rt.controls.clone());
+    helpers.push(tokio::spawn(async move {
         if let Err(e) = crate::control::serve(socket_path.clone(), control_status, controls).await {
             tracing::warn!("control socket {}: {e}", socket_path.display());
         }
     }));
     // Kernel events go to every instance; each picks what concerns it.
-    let events = xdp
-        .as_ref()
-        .and_then(|x| x.lock().unwrap_or_else(|e| e.into_inner()).take_events());
+    let events = xdp.as_ref().and_then(|x| lock(x).take_events());
     if let Some(rb) = events {
         let (etx, mut erx) = mpsc::channel::<KernelEvent>(1024);
-        receivers.push(tokio::spawn(async move {
+        helpers.push(tokio::spawn(async move {
             if let Err(e) = events::forward(rb, started_ns, etx).await {
                 tracing::warn!("reading XDP events: {e}");
             }
         }));
-        receivers.push(tokio::spawn(async move {
+        let txs = rt.kernel_txs.clone();
+        helpers.push(tokio::spawn(async move {
             while let Some(ev) = erx.recv().await {
                 tracing::debug!(?ev, "kernel event");
-                for tx in &kernel_txs {
+                for (_, tx) in lock(&txs).iter() {
                     let _ = tx.try_send(ev.clone());
                 }
             }
         }));
     }
-    let writer = tokio::spawn(
+    if let (Some(addr), Some(listener)) = (cfg.node.metrics, metrics) {
+        let pins = xdp.as_ref().map(|_| cfg.bpf_pin_dir());
+        let st = status.clone();
+        helpers.push(tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, st, pins).await {
+                tracing::warn!("metrics on {addr}: {e}");
+            }
+        }));
+    }
+    helpers.push(tokio::spawn(
         status
             .clone()
             .writer(paths.status_file.clone(), Duration::from_millis(100)),
-    );
+    ));
+    helpers.push(tokio::spawn(crate::systemd::keepalive(status.clone())));
+    crate::systemd::notify("READY=1");
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: resigning and removing VIPs"),
-        _ = int.recv() => tracing::info!("SIGINT: resigning and removing VIPs"),
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: resigning and removing VIPs"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: resigning and removing VIPs"); break; }
+            _ = hup.recv() => {
+                let Some(p) = &path else {
+                    tracing::warn!("SIGHUP: no config file to reload from");
+                    continue;
+                };
+                crate::systemd::notify("RELOADING=1");
+                let result = match Config::load(p) {
+                    Ok(new) => rt.reload(new).await,
+                    Err(e) => Err(e.into()),
+                };
+                match result {
+                    Ok(what) => tracing::info!("SIGHUP: reloaded {}: {what}", p.display()),
+                    Err(e) => tracing::error!("SIGHUP: {e:#}; the running config is kept"),
+                }
+                crate::systemd::notify("READY=1");
+            }
+        }
     }
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(Duration::from_secs(3), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("some instances did not stop within 3 s");
+    crate::systemd::notify("STOPPING=1");
+    let all: Vec<String> = rt.instances.keys().cloned().collect();
+    // Stopped together, not one after another: each resigns at once.
+    for n in &all {
+        if let Some(i) = rt.instances.get(n) {
+            let _ = i.stop.send(true);
+        }
     }
+    rt.stop_instances(&all).await;
     // notify_stop and friends finish (or hit their timeout) before we go.
     crate::notify::drain(Duration::from_secs(5)).await;
-    for r in receivers {
-        r.abort();
+    for h in helpers {
+        h.abort();
     }
-    writer.abort();
+    for s in rt.sockets.values() {
+        s.task.abort();
+    }
     status.save_now(&paths.status_file);
     let _ = std::fs::remove_file(&paths.pid_file);
     let _ = std::fs::remove_file(&paths.socket);
@@ -305,6 +514,20 @@ fn attach_xdp(
 fn load_xdp(cfg: &Config, groups: &[Group]) -> Result<(XdpProgram, String)> {
     let pin_dir = cfg.bpf_pin_dir();
     let mut p = XdpProgram::load_pinned(&pin_dir)?;
+    let modes = configure_xdp(&mut p, cfg, groups)?;
+    Ok((
+        p,
+        format!(
+            "XDP on {}, maps pinned in {}",
+            modes.join(", "),
+            pin_dir.display()
+        ),
+    ))
+}
+
+/// Writes the instances the program validates against and attaches it to
+/// every VRRP interface not yet attached; returns the new attachments.
+fn configure_xdp(p: &mut XdpProgram, _cfg: &Config, groups: &[Group]) -> Result<Vec<String>> {
     let mut wanted = Vec::new();
     for g in groups {
         for i in &g.instances {
@@ -338,12 +561,5 @@ fn load_xdp(cfg: &Config, groups: &[Group]) -> Result<(XdpProgram, String)> {
         let a = p.attach(&g.iface)?;
         modes.push(format!("{} {} mode", a.interface, a.mode));
     }
-    Ok((
-        p,
-        format!(
-            "XDP on {}, maps pinned in {}",
-            modes.join(", "),
-            pin_dir.display()
-        ),
-    ))
+    Ok(modes)
 }

@@ -42,10 +42,21 @@ fn render_status(v: &serde_json::Value) -> String {
                     .unwrap_or_default(),
                 i["master"].as_str().unwrap_or("-"),
             );
-            if let Some(r) = i["redis"].as_object() {
+            if let Some(ms) = i["last_failover_ms"].as_u64() {
                 let _ = writeln!(
                     o,
-                    "  redis: {} offset {}  health {}  master {}  {}",
+                    "  last takeover: {ms} ms after the old master's last advert"
+                );
+            }
+            if let Some(r) = i["redis"].as_object() {
+                let lag = match (r["lag_bytes"].as_u64(), r["streaming"].as_bool()) {
+                    (Some(l), Some(true)) => format!("  lag {l} B"),
+                    (Some(l), _) => format!("  lag {l} B (stream not flowing yet)"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    o,
+                    "  redis: {} offset {}{lag}  health {}  master {}  {}",
                     r["role"].as_str().unwrap_or("?"),
                     r["offset"],
                     r["health"].as_str().unwrap_or("?"),
@@ -66,17 +77,33 @@ fn render_status(v: &serde_json::Value) -> String {
                 .rev()
                 .take(5)
             {
+                let ago = t["at_ms"]
+                    .as_u64()
+                    .map(|at| {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_millis() as u64;
+                        format!("{:.1} s ago: ", now.saturating_sub(at) as f64 / 1000.0)
+                    })
+                    .unwrap_or_default();
                 let _ = writeln!(
                     o,
-                    "  {} -> {}: {}",
+                    "  {ago}{} -> {}: {}",
                     t["from"].as_str().unwrap_or("?"),
                     t["to"].as_str().unwrap_or("?"),
-                    t["reason"].as_str().unwrap_or("?")
+                    t["why"].as_str().unwrap_or("?")
                 );
             }
         }
     }
     o
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Fast, safe Redis failover: VRRP, a virtual IP, Redis role reconciliation.
@@ -99,6 +126,9 @@ enum Command {
         /// Log level filter (tracing syntax), e.g. "info" or "ha_daemon=debug".
         #[arg(long, default_value = "info")]
         log: String,
+        /// "text" for people, "json" (one object per line) for log collectors.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate a config file and print it with defaults filled in, secrets masked.
     CheckConfig {
@@ -140,6 +170,18 @@ enum Command {
         #[arg(long)]
         instance: Option<String>,
     },
+    /// Convert a keepalived.conf into an ha-daemon config; lists every line
+    /// it could not convert (on stderr, and as comments in the output).
+    ImportKeepalived {
+        /// The keepalived.conf to read.
+        file: PathBuf,
+        /// Write the config here (default: stdout). An existing file is not overwritten.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The node name (default: global_defs router_id).
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// Print the version and how this binary was built (with or without XDP).
     BuildInfo,
 }
@@ -151,18 +193,23 @@ fn main() -> Result<()> {
             config,
             no_ebpf,
             log,
+            log_format,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::try_new(&log).context("--log")?)
-                .with_writer(std::io::stderr)
-                .init();
+            let filter = tracing_subscriber::EnvFilter::try_new(&log).context("--log")?;
+            let fmt = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            match log_format {
+                LogFormat::Text => fmt.init(),
+                LogFormat::Json => fmt.json().flatten_event(true).init(),
+            }
             let cfg = Config::load(&config)?;
             tracing::info!(node = %cfg.node.name, "ha-daemon {} starting: {}", env!("CARGO_PKG_VERSION"), object::describe());
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(daemon::run(cfg, RunOptions { no_ebpf }))
+            rt.block_on(daemon::run_with(cfg, Some(config), RunOptions { no_ebpf }))
         }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(cfg) => {
@@ -281,6 +328,41 @@ fn main() -> Result<()> {
             }
             if failed {
                 std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::ImportKeepalived { file, output, node } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let imp = ha_daemon::import::convert(&text, node.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            for (l, t, why) in &imp.skipped {
+                eprintln!("{}:{l}: not converted: {t}: {why}", file.display());
+            }
+            let toml = imp.to_toml(&file.display().to_string());
+            match output {
+                Some(o) => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    // It may hold the VRRP password: owner only.
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&o)
+                        .with_context(|| {
+                            format!("creating {} (it must not exist yet)", o.display())
+                        })?;
+                    f.write_all(toml.as_bytes())?;
+                    eprintln!(
+                        "wrote {}: {} instance(s), {} statement(s) not converted; check it with `ha-daemon check-config -c {}`",
+                        o.display(),
+                        imp.config.instances.len(),
+                        imp.skipped.len(),
+                        o.display()
+                    );
+                }
+                None => print!("{toml}"),
             }
             Ok(())
         }

@@ -26,7 +26,7 @@ pub struct Status {
     pub generation: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct InstanceStatus {
     pub state: State,
     pub interface: String,
@@ -40,7 +40,12 @@ pub struct InstanceStatus {
     pub adverts_received: u64,
     /// Adverts for this instance dropped (auth, interval, version, peer), by reason.
     pub drops: BTreeMap<String, u64>,
+    /// The last 32 transitions, oldest first.
     pub transitions: Vec<Transition>,
+    pub transitions_total: u64,
+    /// Last takeover by this node: from the last advert heard from the old
+    /// master to becoming master, ms.
+    pub last_failover_ms: Option<u64>,
     pub errors: Vec<String>,
     /// The local Redis, when the instance has a `[instance.redis]` table.
     pub redis: Option<crate::redis::reconcile::RedisStatus>,
@@ -51,6 +56,8 @@ pub struct Transition {
     pub from: State,
     pub to: State,
     pub reason: Reason,
+    /// The reason in words, as the log says it.
+    pub why: String,
     /// Wall-clock time, ms since the Unix epoch.
     pub at_ms: u128,
 }

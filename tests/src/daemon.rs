@@ -45,6 +45,20 @@ impl Daemon {
         instances: &str,
         extra_args: &[&str],
     ) -> Result<Self> {
+        Self::start_with(host, dir, name, "", instances, extra_args, &[])
+    }
+
+    /// The same with more `[node]` keys (`node_extra`, TOML lines) and
+    /// environment variables for the daemon.
+    pub fn start_with(
+        host: &Host,
+        dir: &TempDir,
+        name: &str,
+        node_extra: &str,
+        instances: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let pin_dir = dir.pin_root().join(name);
         let dir = dir.path();
         let run_dir = dir.join(format!("run-{name}"));
@@ -52,7 +66,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "[node]\nname = \"{name}\"\nrun_dir = \"{}\"\nbpf_pin_dir = \"{}\"\n\n{instances}",
+                "[node]\nname = \"{name}\"\nrun_dir = \"{}\"\nbpf_pin_dir = \"{}\"\n{node_extra}\n{instances}",
                 run_dir.display(),
                 pin_dir.display()
             ),
@@ -61,7 +75,8 @@ impl Daemon {
         cmd.args(["run", "-c"])
             .arg(&config)
             .args(["--log", "ha_daemon=debug"])
-            .args(extra_args);
+            .args(extra_args)
+            .envs(env.iter().copied());
         let log = dir.join(format!("{name}-{}.log", crate::netns::next_id()));
         let proc = host.ns.spawn(&format!("ha-daemon {name}"), cmd, log)?;
         Ok(Self {

@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod fuzz;
+mod install;
 mod setup;
 mod test;
 mod util;
@@ -39,6 +40,15 @@ enum Task {
         #[arg(long)]
         json: bool,
     },
+    /// Install the release binary, the systemd unit and the example config
+    /// (an existing /etc/ha-daemon/ha.toml is kept).
+    Install {
+        /// Stage under this directory instead of / (for packaging and tests).
+        #[arg(long)]
+        destdir: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "/usr/local")]
+        prefix: String,
+    },
     /// Fuzz the VRRP decoder with cargo-fuzz (nightly, libFuzzer).
     Fuzz {
         /// How long to run.
@@ -56,6 +66,7 @@ fn main() {
         Task::Test => test::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Bench { json } => bench::run(json),
+        Task::Install { destdir, prefix } => install::run(destdir, prefix),
     };
     if let Err(e) = r {
         eprintln!("xtask: error: {e:#}");

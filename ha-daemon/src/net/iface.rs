@@ -122,6 +122,20 @@ pub fn in_some_subnet(vip: IpAddr, subnets: &[(IpAddr, u8)]) -> bool {
     })
 }
 
+/// Whether `a` is an IPv6 link-local address (fe80::/10).
+pub fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The primary address VRRP sends from: for IPv4 the first address of the
+/// interface that is not a VIP; for IPv6 the link-local address (RFC 5798 5.1.2.1).
+pub fn primary(name: &str, v6: bool, vips: &[IpAddr]) -> Option<IpAddr> {
+    addresses(name).into_iter().find(|a| match a {
+        IpAddr::V4(_) => !v6 && !vips.contains(a),
+        IpAddr::V6(a6) => v6 && is_link_local(a6),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,18 +161,4 @@ mod tests {
             &[("10.0.0.1".parse().unwrap(), 0)]
         ));
     }
-}
-
-/// Whether `a` is an IPv6 link-local address (fe80::/10).
-pub fn is_link_local(a: &Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
-}
-
-/// The primary address VRRP sends from: for IPv4 the first address of the
-/// interface that is not a VIP; for IPv6 the link-local address (RFC 5798 5.1.2.1).
-pub fn primary(name: &str, v6: bool, vips: &[IpAddr]) -> Option<IpAddr> {
-    addresses(name).into_iter().find(|a| match a {
-        IpAddr::V4(_) => !v6 && !vips.contains(a),
-        IpAddr::V6(a6) => v6 && is_link_local(a6),
-    })
 }

@@ -100,13 +100,7 @@ impl Driver {
                     priority: cfg.priority,
                     effective_priority: cfg.priority,
                     vips: cfg.vips.clone(),
-                    master: None,
-                    adverts_sent: 0,
-                    adverts_received: 0,
-                    drops: Default::default(),
-                    transitions: Vec::new(),
-                    errors: Vec::new(),
-                    redis: None,
+                    ..Default::default()
                 },
             )
         });
@@ -411,7 +405,17 @@ impl Driver {
                         .fire(&self.cfg.name, hook, self.machine.priority());
                     let master = self.machine.master();
                     let prio = self.machine.priority();
+                    let failover_ms = match (from, to, self.machine.last_advert()) {
+                        (State::Backup, State::Master, Some(last)) => {
+                            Some(clock::monotonic_ns().saturating_sub(last) / 1_000_000)
+                        }
+                        _ => None,
+                    };
                     self.status.instance(&self.cfg.name, |i| {
+                        i.transitions_total += 1;
+                        if failover_ms.is_some() {
+                            i.last_failover_ms = failover_ms;
+                        }
                         i.state = to;
                         i.master = master;
                         i.effective_priority = prio;
@@ -419,6 +423,7 @@ impl Driver {
                             from,
                             to,
                             reason,
+                            why: reason.to_string(),
                             at_ms: std::time::SystemTime::now()
                                 .duration_since(std::time::UNIX_EPOCH)
                                 .unwrap_or_default()

@@ -17,8 +17,9 @@ use super::packet::Version;
 pub type Nanos = u64;
 const NS_PER_CS: u64 = 10_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum State {
+    #[default]
     Initialize,
     Backup,
     Master,
@@ -204,6 +205,11 @@ impl Machine {
         &self.params
     }
     /// The master we follow in Backup (its advert source address).
+    /// When the last advert from the master was heard (or Backup began).
+    pub fn last_advert(&self) -> Option<Nanos> {
+        self.last_advert
+    }
+
     pub fn master(&self) -> Option<IpAddr> {
         self.master
     }

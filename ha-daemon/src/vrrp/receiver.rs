@@ -1,7 +1,11 @@
 //! Reads one interface's VRRP socket, validates each packet (RFC 5798 7.1)
 //! and routes valid adverts to their instance by VRID. Invalid packets are
 //! counted by reason and dropped; they never reach a state machine.
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 
@@ -11,6 +15,9 @@ use super::{
     socket::{Received, VrrpSocket},
 };
 use crate::status::Shared;
+
+/// The routes of one socket; a reload adds and removes instances.
+pub type Routes = Arc<Mutex<Vec<Route>>>;
 
 /// What the receiver checks on behalf of one instance.
 pub struct Route {
@@ -74,7 +81,7 @@ pub fn check(
     ))
 }
 
-pub async fn run(socket: Arc<VrrpSocket>, routes: Vec<Route>, status: Shared) {
+pub async fn run(socket: Arc<VrrpSocket>, routes: Routes, status: Shared) {
     loop {
         let r = match socket.recv().await {
             Ok(r) => r,
@@ -84,6 +91,7 @@ pub async fn run(socket: Arc<VrrpSocket>, routes: Vec<Route>, status: Shared) {
                 continue;
             }
         };
+        let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
         match check(&r, socket.local, &routes) {
             Ok((idx, inc)) => {
                 if routes[idx].tx.try_send(inc).is_err() {

@@ -1,0 +1,395 @@
+//! What an operator runs and reads, against a running daemon: `status`,
+//! Prometheus metrics, JSON logs, systemd notifications, SIGHUP reload
+//! (valid and invalid), and the errors a config that cannot run gets.
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    os::unix::net::UnixDatagram,
+    time::Duration,
+};
+
+use ha_testbed::{Lan, TempDir, daemon::Daemon, require_root, wait_for};
+
+fn instance(name: &str, vrid: u8, priority: u8, vip: &str) -> String {
+    format!(
+        "[[instance]]\nname = \"{name}\"\ninterface = \"eth0\"\nvrid = {vrid}\npriority = {priority}\n\
+         advert_interval_ms = 100\nvips = [\"{vip}/24\"]\n\n"
+    )
+}
+
+fn ha(host: &ha_testbed::Host, args: &[&str]) -> std::process::Output {
+    let mut cmd = host
+        .ns
+        .command(ha_testbed::daemon::binary().to_str().unwrap());
+    cmd.args(args).output().expect("run ha-daemon")
+}
+
+#[test]
+fn status_metrics_json_logs_and_systemd_notifications_of_a_running_daemon() {
+    require_root();
+    let lan = Lan::new("hat", 1).unwrap();
+    let h1 = lan.host(1);
+    let dir = TempDir::new("ops").unwrap();
+    // systemd's side of Type=notify: a datagram socket the daemon reports to.
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut n1 = Daemon::start_with(
+        h1,
+        &dir,
+        "n1",
+        "metrics = \"198.18.0.1:9405\"\n",
+        &instance("vi", 51, 150, "198.18.0.100"),
+        &["--log-format", "json"],
+        &[
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    )
+    .unwrap();
+    n1.wait_state("vi", "Master", Duration::from_secs(5));
+
+    // systemd: READY, a STATUS line with the state, and the watchdog.
+    let mut got = Vec::new();
+    let all = wait_for(Duration::from_secs(5), || {
+        let mut b = [0u8; 512];
+        if let Ok(n) = notify.recv(&mut b) {
+            got.push(String::from_utf8_lossy(&b[..n]).into_owned());
+        }
+        (got.iter().any(|m| m == "READY=1")
+            && got.iter().any(|m| m.starts_with("STATUS=vi: MASTER"))
+            && got.iter().any(|m| m == "WATCHDOG=1"))
+        .then_some(())
+    });
+    assert!(all.is_some(), "notifications: {got:?}");
+
+    // status, for a person and as JSON.
+    let cfg = n1.config.to_str().unwrap().to_owned();
+    let out = ha(h1, &["status", "-c", &cfg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("-> Master: master down"), "{text}");
+    assert!(
+        text.contains("instance vi: Master on eth0 vrid 51 (v3)  priority 150 (configured 150)  VIPs 198.18.0.100/24"),
+        "{text}"
+    );
+    let out = ha(h1, &["status", "-c", &cfg, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(v["instances"]["vi"]["state"], "Master");
+    assert!(v["ebpf"].as_str().unwrap().starts_with("XDP on eth0"));
+
+    // Metrics: scrape, parse every sample, check the ones that matter.
+    let body = h1
+        .ns
+        .enter(|| {
+            let mut s = TcpStream::connect("198.18.0.1:9405")?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok::<_, std::io::Error>(r)
+        })
+        .unwrap()
+        .expect("scrape");
+    let (head, body) = body.split_once("\r\n\r\n").expect("HTTP reply");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut samples = std::collections::HashMap::new();
+    for l in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (k, v) = l.rsplit_once(' ').expect("sample line");
+        let v: f64 = v.parse().unwrap_or_else(|_| panic!("value in {l:?}"));
+        samples.insert(k.to_owned(), v);
+    }
+    assert_eq!(
+        samples.get("ha_vrrp_state{instance=\"vi\",state=\"master\"}"),
+        Some(&1.0)
+    );
+    assert_eq!(
+        samples.get("ha_vrrp_state{instance=\"vi\",state=\"backup\"}"),
+        Some(&0.0)
+    );
+    assert_eq!(
+        samples.get("ha_vrrp_priority{instance=\"vi\"}"),
+        Some(&150.0)
+    );
+    assert!(samples["ha_vrrp_adverts_sent_total{instance=\"vi\"}"] >= 1.0);
+    assert!(samples["ha_vrrp_transitions_total{instance=\"vi\"}"] >= 2.0);
+    assert!(samples.contains_key("ha_xdp_drops_total{reason=\"ttl\"}"));
+
+    // JSON logs: every line an object; the state change has its reason.
+    let log = n1.proc.log();
+    let mut changes = Vec::new();
+    for l in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        if let Some(m) = v["message"].as_str()
+            && m.contains("-> MASTER")
+        {
+            changes.push(v.clone());
+        }
+    }
+    assert!(
+        changes.iter().any(|c| c["message"]
+            .as_str()
+            .unwrap()
+            .contains("BACKUP -> MASTER: master down")
+            && c["instance"] == "vi"),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn sighup_keeps_unchanged_instances_applies_changes_and_rejects_an_invalid_config() {
+    require_root();
+    let lan = Lan::new("hat", 1).unwrap();
+    let h1 = lan.host(1);
+    let dir = TempDir::new("reload").unwrap();
+    let a = instance("a", 51, 150, "198.18.0.101");
+    let b = instance("b", 52, 150, "198.18.0.102");
+    let mut n1 = Daemon::start(h1, &dir, "n1", &format!("{a}{b}"), &[]).unwrap();
+    n1.wait_state("a", "Master", Duration::from_secs(5));
+    n1.wait_state("b", "Master", Duration::from_secs(5));
+    let a_before = n1.instance("a").unwrap()["transitions_total"].clone();
+    let text = std::fs::read_to_string(&n1.config).unwrap();
+    let node = &text[..text.find("[[instance]]").unwrap()];
+
+    // b changes (a new VIP), c is added, a is untouched.
+    let b2 = instance("b", 52, 150, "198.18.0.112");
+    let c = instance("c", 53, 150, "198.18.0.103");
+    std::fs::write(&n1.config, format!("{node}{a}{b2}{c}")).unwrap();
+    // Watch a's VIP through the reload: it must never go away.
+    let watch = {
+        let ns = h1.ns.name().to_owned();
+        std::thread::spawn(move || {
+            let mut missing = 0;
+            for _ in 0..100 {
+                let out = std::process::Command::new("ip")
+                    .args(["-n", &ns, "-o", "addr", "show", "dev", "eth0"])
+                    .output()
+                    .unwrap();
+                if !String::from_utf8_lossy(&out.stdout).contains("198.18.0.101/24") {
+                    missing += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            missing
+        })
+    };
+    n1.proc.signal(libc::SIGHUP);
+    n1.wait_state("c", "Master", Duration::from_secs(5));
+    let b_vips = wait_for(Duration::from_secs(5), || {
+        let v = n1.instance("b")?;
+        (v["state"] == "Master" && v["vips"][0] == "198.18.0.112/24").then_some(())
+    });
+    assert!(
+        b_vips.is_some(),
+        "b restarted with its new VIP: {:?}",
+        n1.instance("b")
+    );
+    assert_eq!(
+        watch.join().unwrap(),
+        0,
+        "a's VIP disappeared during the reload"
+    );
+    assert_eq!(n1.instance("a").unwrap()["transitions_total"], a_before);
+    let addrs = h1.addresses();
+    assert!(
+        !addrs.iter().any(|x| x.starts_with("198.18.0.102/")),
+        "b's old VIP removed: {addrs:?}"
+    );
+    assert!(
+        n1.proc.log().contains("reloaded")
+            && n1
+                .proc
+                .log()
+                .contains("1 instance(s) unchanged, 1 stopped, 2 started"),
+        "{}",
+        n1.proc.log()
+    );
+
+    // An invalid config is rejected whole: nothing changes, the error is logged.
+    let bad = instance("d", 0, 150, "198.18.0.104");
+    std::fs::write(&n1.config, format!("{node}{a}{bad}")).unwrap();
+    n1.proc.signal(libc::SIGHUP);
+    let logged = wait_for(Duration::from_secs(5), || {
+        n1.proc
+            .log()
+            .lines()
+            .find(|l| l.contains("the running config is kept"))
+            .map(str::to_owned)
+    })
+    .expect("the rejection is logged");
+    assert!(
+        logged.contains("vrid: 0 is reserved") && logged.contains(".toml:"),
+        "{logged}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(n1.proc.alive());
+    for i in ["a", "b", "c"] {
+        assert_eq!(n1.state(i).as_deref(), Some("Master"), "{i} kept");
+    }
+    assert!(n1.instance("d").is_none());
+}
+
+#[test]
+fn a_config_that_cannot_run_here_says_what_exists() {
+    require_root();
+    let lan = Lan::new("hat", 1).unwrap();
+    let h1 = lan.host(1);
+    let dir = TempDir::new("runerr").unwrap();
+    // An interface that does not exist: refused, with the list of those that do.
+    let conf = instance("vi", 51, 150, "198.18.0.100").replace("\"eth0\"", "\"eth9\"");
+    let mut n1 = Daemon::start(h1, &dir, "n1", &conf, &[]).unwrap();
+    let code = n1.proc.wait();
+    assert_ne!(code, Some(0));
+    let log = n1.proc.log();
+    assert!(
+        log.contains("interface \"eth9\" does not exist (interfaces here: eth0, lo)"),
+        "{log}"
+    );
+    // A VIP outside every subnet of its interface runs, with a warning.
+    let conf = instance("vi", 51, 150, "10.9.9.9");
+    let mut n2 = Daemon::start(h1, &dir, "n2", &conf, &[]).unwrap();
+    n2.wait_state("vi", "Master", Duration::from_secs(5));
+    assert!(
+        n2.proc
+            .log()
+            .contains("VIP 10.9.9.9/24 is outside every subnet of eth0 (198.18.0.1/24"),
+        "{}",
+        n2.proc.log()
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_masked() {
+    require_root();
+    let lan = Lan::new("hat", 1).unwrap();
+    let h1 = lan.host(1);
+    let dir = TempDir::new("check").unwrap();
+    let path = dir.path().join("ha.toml");
+    std::fs::write(
+        &path,
+        "[node]\nname = \"h1\"\n\n[[instance]]\nname = \"vi\"\ninterface = \"eth0\"\nvrid = 51\nversion = 2\n\
+         vips = [\"198.18.0.100/24\"]\nauth_pass = \"s3cret\"\n",
+    )
+    .unwrap();
+    let out = ha(h1, &["check-config", "-c", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        !text.contains("s3cret") && text.contains("auth_pass = \"********\""),
+        "{text}"
+    );
+    // Defaults are filled in.
+    for want in [
+        "priority = 100",
+        "advert_interval_ms = 1000",
+        "preempt = true",
+        "garp_repeat = 3",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("version = 2", "version = 2\nadvert_interval_ms = 1500"),
+    )
+    .unwrap();
+    let out = ha(h1, &["check-config", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:9: [[instance]] \"vi\" advert_interval_ms: 1500 is not valid for VRRPv2",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+/// The unit in config/ passes systemd's own check, and the daemon does its
+/// whole job (raw sockets, VIPs, XDP with pinned maps) with no more than the
+/// capabilities the unit grants.
+#[test]
+fn the_systemd_unit_is_valid_and_its_capabilities_are_enough() {
+    require_root();
+    let root = ha_testbed::workspace_root();
+    let unit = std::fs::read_to_string(root.join("config/ha-daemon.service")).unwrap();
+    let dir = TempDir::new("unit").unwrap();
+    let staged = dir.path().join("ha-daemon.service");
+    let bin = ha_testbed::daemon::binary();
+    std::fs::write(
+        &staged,
+        unit.replace("/usr/local/bin/ha-daemon", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&staged)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    assert!(!caps.iter().any(|c| c == "+sys_admin"), "{caps:?}");
+
+    let lan = Lan::new("hat", 1).unwrap();
+    let h1 = lan.host(1);
+    let pin_dir = dir.pin_root().join("n1");
+    let run_dir = dir.path().join("run-n1");
+    let conf = dir.path().join("n1.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[node]\nname = \"n1\"\nrun_dir = \"{}\"\nbpf_pin_dir = \"{}\"\n\n{}",
+            run_dir.display(),
+            pin_dir.display(),
+            instance("vi", 51, 150, "198.18.0.100")
+        ),
+    )
+    .unwrap();
+    let mut cmd = h1.ns.command("setpriv");
+    cmd.arg(format!("--bounding-set=-all,{}", caps.join(",")))
+        .arg(&bin)
+        .args(["run", "-c"])
+        .arg(&conf);
+    let mut p = h1
+        .ns
+        .spawn("ha-daemon (unit caps)", cmd, dir.path().join("n1.log"))
+        .unwrap();
+    let status = || -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("status.json")).ok()?).ok()
+    };
+    let master = wait_for(Duration::from_secs(5), || {
+        let s = status()?;
+        (s["instances"]["vi"]["state"] == "Master").then_some(s)
+    });
+    let s =
+        master.unwrap_or_else(|| panic!("not master with the unit's capabilities\n{}", p.log()));
+    assert!(
+        s["ebpf"].as_str().unwrap().starts_with("XDP on eth0"),
+        "{}\n{}",
+        s["ebpf"],
+        p.log()
+    );
+    assert!(
+        h1.addresses()
+            .iter()
+            .any(|a| a.starts_with("198.18.0.100/"))
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait(), Some(0), "{}", p.log());
+}
