@@ -113,21 +113,7 @@ impl Daemon {
 
     /// CPU time (user + system) the daemon has used so far.
     pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.proc.pid())).unwrap_or_default();
-        // Fields after the parenthesised command name start at field 3 (state);
-        // utime and stime are fields 14 and 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let field = |n: usize| {
-            f.get(n - 3)
-                .and_then(|x| x.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // SAFETY: sysconf is always safe to call.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        let ticks = field(14) + field(15);
-        Duration::from_millis(ticks * 1000 / hz)
+        crate::proc_cpu(self.proc.pid())
     }
 
     /// The daemon's status.json, if written yet.

@@ -306,6 +306,70 @@ pub fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8
     )
 }
 
+/// From host `from`, at the host with MAC `to_mac` (to the VRRP group
+/// address): 100k bogus adverts per second for `seconds` — bad checksums
+/// claiming priority 250 for `vrid`, unknown VRIDs, TTL 254, in equal parts.
+/// Returns (frames sent, time taken).
+pub fn flood_bogus_adverts(
+    from: &crate::Host,
+    to_mac: &str,
+    vrid: u8,
+    seconds: u32,
+) -> (usize, std::time::Duration) {
+    use std::time::{Duration, Instant};
+    let src = from.addr4;
+    let vip = Ipv4Addr::new(198, 18, 0, 100);
+    let mac: Vec<u8> = to_mac
+        .split(':')
+        .filter_map(|x| u8::from_str_radix(x, 16).ok())
+        .collect();
+    let dst_mac: [u8; 6] = mac.try_into().expect("a MAC address");
+    let v3 = |vrid: u8, prio: u8| vrrp_v3_v4(vrid, prio, 1, &[vip], src, VRRP_MCAST4);
+    let frame = |ttl: u8, vrrp: &[u8]| {
+        ethernet(
+            dst_mac,
+            SRC_MAC,
+            0x0800,
+            None,
+            &ipv4(src, VRRP_MCAST4, 112, ttl, vrrp),
+        )
+    };
+    let mut bad = v3(vrid, 250);
+    bad[6] ^= 0xff;
+    let kinds = [
+        frame(255, &bad),
+        frame(255, &v3(vrid.wrapping_add(26), 250)),
+        frame(254, &v3(vrid, 250)),
+    ];
+    let batch: Vec<Vec<u8>> = (0..1000).map(|i| kinds[i % 3].clone()).collect();
+    from.ns
+        .enter(|| {
+            // Two senders (the kernel's per-frame work runs in the sender's
+            // context), each 50 batches of 1000 per second, paced.
+            let start = Instant::now();
+            let sent: usize = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut sent = 0;
+                            for b in 0..50 * seconds {
+                                let due = start + Duration::from_millis(20) * b;
+                                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                    std::thread::sleep(wait);
+                                }
+                                sent += send_raw("eth0", &batch).unwrap_or(0);
+                            }
+                            sent
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+            });
+            (sent, start.elapsed())
+        })
+        .expect("entering the flooding host")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! also when a test panics. Namespaces left by a run that was killed are
 //! removed by the next run (their names carry the dead run's pid).
 pub mod client;
+pub mod cluster;
 pub mod daemon;
 pub mod frames;
 pub mod netns;
@@ -96,7 +97,8 @@ impl Drop for TempDir {
             .join("target/testbed/bpffs")
             .join(self.0.file_name().expect("named"));
         let _ = std::fs::remove_dir_all(pins);
-        if !std::thread::panicking() {
+        // Kept for a post-mortem when a test failed, or on request.
+        if !std::thread::panicking() && std::env::var_os("HA_KEEP_TESTBED").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
@@ -114,4 +116,21 @@ pub fn wait_for<T>(timeout: std::time::Duration, mut f: impl FnMut() -> Option<T
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// User + system CPU time a process has used so far (0 if it is gone).
+pub fn proc_cpu(pid: i32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name start at field 3 (state);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| {
+        f.get(n - 3)
+            .and_then(|x| x.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf is always safe to call.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_millis((field(14) + field(15)) * 1000 / hz)
 }

@@ -19,6 +19,18 @@ pub fn start_with(
     master: Option<&str>,
     password: Option<&str>,
 ) -> Result<Proc> {
+    start_args(host, dir, name, master, password, &[])
+}
+
+/// The same with more redis-server arguments (`--appendonly yes`, ...).
+pub fn start_args(
+    host: &Host,
+    dir: &Path,
+    name: &str,
+    master: Option<&str>,
+    password: Option<&str>,
+    extra: &[&str],
+) -> Result<Proc> {
     let data = dir.join(format!("redis-{name}"));
     std::fs::create_dir_all(&data)?;
     let mut cmd = host.ns.command("redis-server");
@@ -48,6 +60,7 @@ pub fn start_with(
     if let Some(p) = password {
         cmd.args(["--requirepass", p]);
     }
+    cmd.args(extra);
     let p = host.ns.spawn(
         &format!("redis {name}"),
         cmd,

@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod fuzz;
 mod install;
+mod lab;
 mod setup;
 mod test;
 mod util;
@@ -34,11 +35,34 @@ enum Task {
     },
     /// Setup, format and lint checks, unit tests, eBPF build and tests, integration tests (root).
     Test,
-    /// Benchmarks (root): the XDP program's cost per packet.
+    /// Benchmarks (root): the XDP program's cost per packet, then each fault
+    /// N times against ha-daemon and keepalived, measured by a client writing
+    /// through the VIP; busy and hostile backups; idle CPU.
     Bench {
-        /// Print JSON instead of a table.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Also write the results as JSON here.
         #[arg(long)]
-        json: bool,
+        json: Option<std::path::PathBuf>,
+        /// Also plot the write gaps (SVG) here.
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        /// Only the faults: skip the busy, hostile and idle cases (~4 min).
+        #[arg(long)]
+        faults_only: bool,
+    },
+    /// A live Redis HA cluster in namespaces (root): faults one after another,
+    /// each with its timeline, write gap and lost writes. `lab down` removes
+    /// a kept one.
+    Lab {
+        /// `down`: remove a lab left running by --keep.
+        action: Option<String>,
+        /// Redis hosts (2: a master and a replica; 3: two replicas).
+        #[arg(long, default_value_t = 2)]
+        hosts: usize,
+        /// Leave the cluster running and print how to explore it.
+        #[arg(long)]
+        keep: bool,
     },
     /// Install the release binary, the systemd unit and the example config
     /// (an existing /etc/ha-daemon/ha.toml is kept).
@@ -65,7 +89,26 @@ fn main() {
         Task::Build { release } => build::all(release),
         Task::Test => test::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Bench { json } => bench::run(json),
+        Task::Bench {
+            runs,
+            json,
+            svg,
+            faults_only,
+        } => bench::run(bench::Options {
+            runs,
+            json,
+            svg,
+            faults_only,
+        }),
+        Task::Lab {
+            action,
+            hosts,
+            keep,
+        } => match action.as_deref() {
+            None => lab::run(false, hosts, keep),
+            Some("down") => lab::run(true, hosts, keep),
+            Some(a) => Err(anyhow::anyhow!("lab {a:?}: the only action is `down`")),
+        },
         Task::Install { destdir, prefix } => install::run(destdir, prefix),
     };
     if let Err(e) = r {

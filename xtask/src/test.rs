@@ -75,6 +75,10 @@ pub fn run() -> Result<()> {
         "build ha-daemon for the integration tests",
         cargo(None).args(["build", "-p", "ha-daemon"]),
     )?;
+    step(
+        "build the lab and the benchmarks (the lab test runs them)",
+        cargo(None).args(["build", "-p", "ha-tests", "--examples"]),
+    )?;
     // tests/tests/xdp_*.rs feed frames to the loaded object; the rest run
     // daemons on namespace hosts.
     let (xdp, integration): (Vec<String>, Vec<String>) = test_targets()?

@@ -6,7 +6,11 @@
 //! burst and closes it afterwards; the async side only queues requests.
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
     time::Duration,
 };
 
@@ -22,33 +26,51 @@ pub struct Burst {
 
 /// Handle to an instance's announcer thread.
 pub struct Announcer {
-    tx: mpsc::Sender<Burst>,
+    tx: mpsc::Sender<(u64, Burst)>,
+    /// Bumped by `cancel`: bursts queued or running under an older value stop.
+    generation: Arc<AtomicU64>,
 }
 
 impl Announcer {
     /// Starts the thread for `iface`. Errors of a burst are logged, not fatal:
     /// the VIP is up either way and neighbours will ARP for it.
     pub fn spawn(iface: String, instance: String) -> Self {
-        let (tx, rx) = mpsc::channel::<Burst>();
+        let (tx, rx) = mpsc::channel::<(u64, Burst)>();
+        let generation = Arc::new(AtomicU64::new(0));
+        let current = generation.clone();
         std::thread::Builder::new()
             .name(format!("garp-{instance}"))
             .spawn(move || {
-                while let Ok(b) = rx.recv() {
-                    if let Err(e) = send_burst(&iface, &b) {
+                while let Ok((g, b)) = rx.recv() {
+                    let live = || current.load(Ordering::Relaxed) == g;
+                    if !live() {
+                        continue;
+                    }
+                    if let Err(e) = send_burst(&iface, &b, &live) {
                         tracing::warn!(instance, iface, "announcing {:?}: {e}", b.vips);
                     }
                 }
             })
             .expect("spawn announcer thread");
-        Self { tx }
+        Self { tx, generation }
     }
 
     pub fn announce(&self, burst: Burst) {
-        let _ = self.tx.send(burst);
+        let _ = self
+            .tx
+            .send((self.generation.load(Ordering::Relaxed), burst));
+    }
+
+    /// Stops announcing: the rest of a running burst and any queued one are
+    /// dropped. Called when the VIPs go: a node that was master for a moment
+    /// (two backups' timers firing together) must not keep pulling clients'
+    /// neighbour entries to itself after it gave the VIP up.
+    pub fn cancel(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-fn send_burst(iface: &str, b: &Burst) -> std::io::Result<()> {
+fn send_burst(iface: &str, b: &Burst, live: &dyn Fn() -> bool) -> std::io::Result<()> {
     let nic = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == iface)
@@ -77,6 +99,9 @@ fn send_burst(iface: &str, b: &Burst) -> std::io::Result<()> {
     for round in 0..b.repeat.max(1) {
         if round > 0 {
             std::thread::sleep(b.interval);
+        }
+        if !live() {
+            break;
         }
         for f in &frames {
             if let Some(r) = tx.send_to(f, None) {

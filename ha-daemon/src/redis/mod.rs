@@ -4,3 +4,4 @@ pub mod client;
 pub mod health;
 pub mod reconcile;
 pub mod role;
+pub mod stream;

@@ -23,6 +23,7 @@ use super::{
     client::{Auth, Conn, Endpoint},
     health::{self, Check, Health, Policy},
     role::Role,
+    stream::StreamCheck,
 };
 use crate::{config::RedisConf, status::Shared, vrrp::machine::State};
 
@@ -64,6 +65,7 @@ pub struct RedisStatus {
 }
 
 const PEER_TIMEOUT: Duration = Duration::from_millis(300);
+const OLD_MASTER_CONNECT: Duration = Duration::from_millis(100);
 
 pub struct Agent {
     instance: String,
@@ -81,13 +83,8 @@ pub struct Agent {
     /// A promotion refused by the empty-master guard: not retried before this.
     promote_backoff: Option<Instant>,
     conn: Option<Conn>,
-    /// A kept connection to the VRRP master's Redis (a new connection per
-    /// check would also end in a FIN the XDP program reports).
-    peer_conn: Option<(IpAddr, Conn)>,
-    /// The master's offset at the previous check, for the stream check.
-    master_offset: Option<(IpAddr, u64)>,
-    /// The master whose stream was seen reaching the local replica.
-    streaming: Option<IpAddr>,
+    /// Whether the master's stream reaches the local replica (own task).
+    stream: StreamCheck,
     guard_logged: Option<String>,
 }
 
@@ -108,7 +105,9 @@ impl Agent {
             username: cfg.username.clone(),
             password,
         });
+        let stream = StreamCheck::spawn(instance.clone(), cfg.port, auth.clone());
         Ok(Self {
+            stream,
             policy: Policy::new(base_priority, cfg.weight, cfg.fall, cfg.rise),
             local: Endpoint {
                 host,
@@ -125,9 +124,6 @@ impl Agent {
             holding: None,
             promote_backoff: None,
             conn: None,
-            peer_conn: None,
-            master_offset: None,
-            streaming: None,
             guard_logged: None,
         })
     }
@@ -176,6 +172,7 @@ impl Agent {
         if c == Check::Gone {
             self.conn = None;
         }
+        let was_gone = self.policy.state() == Health::Gone;
         if let Some(p) = self.policy.observe(c) {
             let h = self.policy.state();
             match h {
@@ -193,6 +190,11 @@ impl Agent {
         }
         let h = self.policy.state();
         self.set_status(|r| r.health = Some(h));
+        // A Redis that just came back (restarted) starts as an empty master:
+        // fix its role now, not at the next tick.
+        if was_gone && c != Check::Gone {
+            self.reconcile().await;
+        }
     }
 
     async fn local_conn(&mut self) -> Option<&mut Conn> {
@@ -285,19 +287,16 @@ impl Agent {
                 }
                 _ => None,
             };
-            let lag = match linked {
-                Some(m) => self.check_stream(m, role.offset()).await,
-                None => {
-                    self.streaming = None;
-                    self.master_offset = None;
-                    None
-                }
+            self.stream.check(linked.map(|m| (m, role.offset())));
+            let seen = self.stream.seen();
+            let flowing = linked.is_some() && seen.master == linked && seen.streaming;
+            let lag = if linked.is_some() && seen.master == linked {
+                seen.lag
+            } else {
+                None
             };
-            let hold = match view.state {
-                State::Backup => linked.is_none() || self.streaming != linked,
-                _ => false,
-            };
-            let streaming = linked.map(|m| self.streaming == Some(m));
+            let hold = view.state == State::Backup && !flowing;
+            let streaming = linked.map(|_| flowing);
             self.hold(hold).await;
             self.set_status(|r| {
                 r.role = Some(role.name().into());
@@ -329,53 +328,6 @@ impl Agent {
                 r.streaming = streaming;
             });
         }
-    }
-
-    /// Backup, linked to master `m`: whether the master's command stream
-    /// really reaches the local replica. After a full sync Redis (7.0) starts
-    /// streaming only on the replica's next REPLCONF ACK, up to 1 s later; a
-    /// replica that reports `link up` may meanwhile miss every write. Until
-    /// then each check PUBLISHes a probe into the stream; the replica is
-    /// streaming once its offset (read now) reaches what the master had,
-    /// probe included, at the previous check. Returns the lag against the
-    /// master's offset now.
-    async fn check_stream(&mut self, m: IpAddr, local_offset: u64) -> Option<u64> {
-        if self.peer_conn.as_ref().is_none_or(|(a, _)| *a != m) {
-            self.peer_conn = None;
-            match self.peer(m).connect(PEER_TIMEOUT).await {
-                Ok(c) => self.peer_conn = Some((m, c)),
-                Err(e) => {
-                    tracing::debug!(instance = %self.instance, "{e}");
-                    return None;
-                }
-            }
-        }
-        let (_, pc) = self.peer_conn.as_mut()?;
-        if self.streaming != Some(m)
-            && let Err(e) = pc.probe_stream().await
-        {
-            // Without it an idle master proves nothing; with writes it still works.
-            tracing::debug!(instance = %self.instance, "{e}");
-        }
-        let theirs = match pc.role().await {
-            Ok(Role::Master { offset, .. }) => offset,
-            Ok(_) => return None,
-            Err(e) => {
-                tracing::debug!(instance = %self.instance, "{e}");
-                self.peer_conn = None;
-                return None;
-            }
-        };
-        if let Some((pm, before)) = self.master_offset
-            && pm == m
-            && local_offset >= before
-            && self.streaming != Some(m)
-        {
-            tracing::debug!(instance = %self.instance, "the stream from {m} reaches the local replica (offset {local_offset})");
-            self.streaming = Some(m);
-        }
-        self.master_offset = Some((m, theirs));
-        Some(theirs.saturating_sub(local_offset))
     }
 
     async fn hold(&mut self, hold: bool) {
@@ -437,13 +389,23 @@ impl Agent {
     async fn promote(&mut self, old: Endpoint) -> Result<(), super::client::RedisError> {
         let start = Instant::now();
         let deadline = Duration::from_millis(self.cfg.catchup_timeout_ms);
-        let mut old_conn = match old.connect(PEER_TIMEOUT).await {
+        // A dead old master (host lost) costs this much before the local
+        // promotion; a live one on the LAN answers in well under 1 ms.
+        let mut old_conn = match old.connect(OLD_MASTER_CONNECT).await {
             Ok(mut oc) => match oc.role().await {
                 Ok(Role::Master { .. }) => Some(oc),
                 _ => None,
             },
-            Err(_) => None,
+            Err(e) => {
+                tracing::debug!(instance = %self.instance, "after {:?}: {e}", start.elapsed());
+                None
+            }
         };
+        // Still master? A transient double master (two backups' timers firing
+        // together) is over by now; promoting anyway would only churn.
+        if self.view.borrow().state != State::Master {
+            return Ok(());
+        }
         let Some(oc) = old_conn.as_mut() else {
             let c = match self.local_conn().await {
                 Some(c) => c,

@@ -442,6 +442,7 @@ impl Driver {
     }
 
     async fn remove_vips(&mut self) {
+        self.announcer.cancel();
         for v in self.vips.clone() {
             if let Err(e) = self
                 .netlink

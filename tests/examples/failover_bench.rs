@@ -1,0 +1,368 @@
+//! `cargo xtask bench`: failover as a client sees it, ha-daemon beside
+//! keepalived with the guides' notify scripts, on fresh namespace clusters.
+//!
+//! Per fault and daemon, N runs: longest write gap, total unavailable time,
+//! acknowledged writes lost, time with two writable masters. Then a busy
+//! backup (CPU saturated, 30 s) and a hostile one (100k bogus adverts/s)
+//! counting false takeovers, and each daemon's idle CPU over 60 s.
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use anyhow::Result;
+use ha_testbed::{
+    cluster::{Cluster, Fault, Kind, Outcome, run_fault},
+    frames::flood_bogus_adverts,
+    require_root,
+};
+
+#[derive(serde::Serialize)]
+struct FaultRow {
+    fault: String,
+    daemon: String,
+    runs: Vec<Outcome>,
+    errors: Vec<String>,
+}
+
+#[derive(serde::Serialize, Default)]
+struct Report {
+    machine: String,
+    faults: Vec<FaultRow>,
+    /// daemon → (false takeovers, backup daemon CPU ms) under the case.
+    busy_backup: BTreeMap<String, (usize, u128)>,
+    hostile_flood: BTreeMap<String, (usize, u128)>,
+    /// daemon → (master CPU ms, backup CPU ms) over 60 s idle.
+    idle_cpu_60s: BTreeMap<String, (u128, u128)>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    format!("{cpus} CPUs ({model}), Linux {}", kernel.trim())
+}
+
+/// Counts takeovers on both nodes while `during` runs; and the backup
+/// daemon's CPU over it.
+fn false_takeovers(kind: Kind, during: impl FnOnce(&Cluster)) -> Result<(usize, u128)> {
+    let mut c = Cluster::start(kind, 2, "hab", false)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let before = c.takeovers(1) + c.takeovers(2);
+    let cpu0 = c.node_cpu(2);
+    during(&c);
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = c.node_cpu(2).saturating_sub(cpu0).as_millis();
+    Ok((c.takeovers(1) + c.takeovers(2) - before, cpu))
+}
+
+fn busy(c: &Cluster, secs: u64) {
+    // One spinning process per CPU and one more, in the backup's namespace.
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+    let mut spinners: Vec<std::process::Child> = (0..n)
+        .filter_map(|_| {
+            c.host(2)
+                .ns
+                .command("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .ok()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    // `ip netns exec` runs sh as its child: kill the namespace's spinners.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "while :; do :; done"])
+        .status();
+    for s in &mut spinners {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+fn svg(rows: &[(String, String, f64)], daemons: &[String]) -> String {
+    // Grouped horizontal bars: per fault, one bar per daemon (median longest
+    // write gap), log scale from 1 ms to 100 s.
+    let colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"];
+    let faults: Vec<&String> = {
+        let mut f: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+        f.dedup();
+        f
+    };
+    let (left, width, bar, gap) = (190.0, 520.0, 14.0, 12.0);
+    let group = bar * daemons.len() as f64 + gap;
+    let height = 60.0 + group * faults.len() as f64 + 30.0;
+    let x = |ms: f64| left + width * ((ms.max(1.0)).log10() / 5.0).min(1.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"14\">Longest write gap seen by a client (median, log scale)</text>\n",
+        left + width + 120.0
+    );
+    for (i, ms) in [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]
+        .iter()
+        .enumerate()
+    {
+        let label = ["1 ms", "10 ms", "100 ms", "1 s", "10 s", "100 s"][i];
+        let _ = writeln!(
+            s,
+            "<line x1=\"{0}\" x2=\"{0}\" y1=\"40\" y2=\"{1}\" stroke=\"#ddd\"/><text x=\"{0}\" y=\"{2}\" text-anchor=\"middle\">{label}</text>",
+            x(*ms),
+            height - 30.0,
+            height - 14.0
+        );
+    }
+    for (fi, f) in faults.iter().enumerate() {
+        let y0 = 44.0 + group * fi as f64;
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{f}</text>",
+            left - 8.0,
+            y0 + group / 2.0
+        );
+        for (di, d) in daemons.iter().enumerate() {
+            let Some((_, _, ms)) = rows.iter().find(|r| &r.0 == *f && &r.1 == d) else {
+                continue;
+            };
+            if !ms.is_finite() {
+                continue;
+            }
+            let y = y0 + bar * di as f64;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{left}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>",
+                x(*ms) - left,
+                bar - 2.0,
+                colors[di % colors.len()],
+                x(*ms) + 4.0,
+                y + bar - 4.0,
+                if *ms >= 1000.0 {
+                    format!("{:.2} s", ms / 1000.0)
+                } else {
+                    format!("{ms:.0} ms")
+                }
+            );
+        }
+    }
+    for (di, d) in daemons.iter().enumerate() {
+        let y = 50.0 + 18.0 * di as f64;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{d}</text>",
+            left + width + 10.0,
+            y,
+            colors[di % colors.len()],
+            left + width + 26.0,
+            y + 10.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn main() -> Result<()> {
+    require_root();
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let runs: usize = opt("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let json = opt("--json");
+    let plot = opt("--svg");
+    let keepalived = which("keepalived");
+    let mut daemons = vec![Kind::Ours { advert_ms: 10 }];
+    if keepalived {
+        daemons.push(Kind::Keepalived { advert_ms: 100 });
+        daemons.push(Kind::Keepalived { advert_ms: 10 });
+    } else {
+        eprintln!("keepalived is not installed: ha-daemon only");
+    }
+    let mut report = Report {
+        machine: machine(),
+        ..Default::default()
+    };
+    // `--only TEXT`: only the faults whose label contains it.
+    let only = opt("--only");
+    for fault in Fault::ALL
+        .into_iter()
+        .filter(|f| only.as_deref().is_none_or(|o| f.label().contains(o)))
+    {
+        for &kind in &daemons {
+            if fault == Fault::Switchover && !matches!(kind, Kind::Ours { .. }) {
+                continue;
+            }
+            let settle = match fault {
+                Fault::OldMasterBack => Duration::from_secs(7),
+                _ => Duration::from_secs(5),
+            };
+            let mut row = FaultRow {
+                fault: fault.label().into(),
+                daemon: kind.label(),
+                runs: Vec::new(),
+                errors: Vec::new(),
+            };
+            for run in 0..runs {
+                match run_fault(kind, fault, "hab", settle) {
+                    Ok(o) => {
+                        eprintln!("{} / {} run {}: {o:?}", row.fault, row.daemon, run + 1);
+                        row.runs.push(o);
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "{} / {} run {}: error: {e:#}",
+                            row.fault,
+                            row.daemon,
+                            run + 1
+                        );
+                        row.errors.push(format!("{e:#}"));
+                    }
+                }
+            }
+            report.faults.push(row);
+        }
+    }
+    let tens: Vec<Kind> = daemons
+        .iter()
+        .copied()
+        .filter(|k| {
+            matches!(
+                k,
+                Kind::Ours { advert_ms: 10 } | Kind::Keepalived { advert_ms: 10 }
+            )
+        })
+        .collect();
+    // `--faults-only`: skip the busy, hostile and idle cases (about 4 minutes).
+    let tens = if args.iter().any(|a| a == "--faults-only") {
+        Vec::new()
+    } else {
+        tens
+    };
+    for &kind in &tens {
+        let b = false_takeovers(kind, |c| busy(c, 30))?;
+        eprintln!("busy backup / {}: {b:?}", kind.label());
+        report.busy_backup.insert(kind.label(), b);
+        let h = false_takeovers(kind, |c| {
+            let (sent, took) = flood_bogus_adverts(c.client(), &c.host(2).mac, 51, 10);
+            eprintln!("flood: {sent} frames in {took:?}");
+        })?;
+        eprintln!("hostile flood / {}: {h:?}", kind.label());
+        report.hostile_flood.insert(kind.label(), h);
+        let c = Cluster::start(kind, 2, "hab", false)?;
+        let (m0, b0) = (c.node_cpu(1), c.node_cpu(2));
+        std::thread::sleep(Duration::from_secs(60));
+        let idle = (
+            c.node_cpu(1).saturating_sub(m0).as_millis(),
+            c.node_cpu(2).saturating_sub(b0).as_millis(),
+        );
+        eprintln!("idle 60 s / {}: {idle:?}", kind.label());
+        report.idle_cpu_60s.insert(kind.label(), idle);
+    }
+
+    // The table.
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "machine: {}; {runs} runs per cell; median (max)\n",
+        report.machine
+    );
+    let _ = writeln!(
+        t,
+        "| fault | daemon | longest write gap | unavailable | acknowledged writes lost | two writable masters | gap vs ha-daemon |"
+    );
+    let _ = writeln!(t, "| --- | --- | --- | --- | --- | --- | --- |");
+    let mut plot_rows = Vec::new();
+    for row in &report.faults {
+        let g: Vec<f64> = row.runs.iter().map(|o| o.longest_gap_ms).collect();
+        let u: Vec<f64> = row.runs.iter().map(|o| o.unavailable_ms).collect();
+        let l: Vec<f64> = row.runs.iter().map(|o| o.lost as f64).collect();
+        let m: Vec<f64> = row.runs.iter().map(|o| o.two_masters_ms).collect();
+        let ours = report
+            .faults
+            .iter()
+            .find(|r| r.fault == row.fault && r.daemon.starts_with("ha-daemon"))
+            .map(|r| median(r.runs.iter().map(|o| o.longest_gap_ms).collect()));
+        let ratio = match ours {
+            Some(o) if !row.daemon.starts_with("ha-daemon") && o > 0.0 => {
+                format!("{:.0}×", median(g.clone()) / o)
+            }
+            _ => "".into(),
+        };
+        let errs = if row.errors.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} runs failed)", row.errors.len())
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {}{errs} | {:.0} ms ({:.0}) | {:.0} ms ({:.0}) | {:.0} ({:.0}) | {:.0} ms ({:.0}) | {ratio} |",
+            row.fault,
+            row.daemon,
+            median(g.clone()),
+            max(&g),
+            median(u.clone()),
+            max(&u),
+            median(l.clone()),
+            max(&l),
+            median(m.clone()),
+            max(&m),
+        );
+        plot_rows.push((row.fault.clone(), row.daemon.clone(), median(g)));
+    }
+    let _ = writeln!(
+        t,
+        "\n| case (10 ms adverts) | daemon | false takeovers | backup daemon CPU |"
+    );
+    let _ = writeln!(t, "| --- | --- | --- | --- |");
+    for (case, m) in [
+        ("backup CPU saturated, 30 s", &report.busy_backup),
+        (
+            "100k bogus adverts/s at the backup, 10 s",
+            &report.hostile_flood,
+        ),
+    ] {
+        for (d, (n, cpu)) in m {
+            let _ = writeln!(t, "| {case} | {d} | {n} | {cpu} ms |");
+        }
+    }
+    let _ = writeln!(
+        t,
+        "\n| idle, 60 s, 10 ms adverts | master CPU | backup CPU |"
+    );
+    let _ = writeln!(t, "| --- | --- | --- |");
+    for (d, (m, b)) in &report.idle_cpu_60s {
+        let _ = writeln!(t, "| {d} | {m} ms | {b} ms |");
+    }
+    print!("{t}");
+    if let Some(p) = json {
+        std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
+        eprintln!("wrote {p}");
+    }
+    if let Some(p) = plot {
+        let names: Vec<String> = daemons.iter().map(Kind::label).collect();
+        std::fs::write(&p, svg(&plot_rows, &names))?;
+        eprintln!("wrote {p}");
+    }
+    Ok(())
+}
+
+fn which(prog: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -1,0 +1,597 @@
+//! A Redis HA cluster in namespaces — Redis hosts h1..hN and a client host —
+//! run either by ha-daemon or by keepalived with the notify scripts the
+//! keepalived + Redis guides use. Shared by `cargo xtask lab` and
+//! `cargo xtask bench`: the same faults, measured the same way, from the
+//! client's side.
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    os::unix::fs::PermissionsExt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{Host, Lan, Proc, TempDir, client, daemon::Daemon, redis, wait_for};
+
+pub const VIP: &str = "198.18.0.100";
+
+/// Who runs failover.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Ours {
+        advert_ms: u32,
+    },
+    /// keepalived: `vrrp_script` redis-cli PING every second (fall 2, rise 2,
+    /// weight -60), notify_master `REPLICAOF NO ONE`, notify_backup
+    /// `REPLICAOF <peer>`: the guides' setup.
+    Keepalived {
+        advert_ms: u32,
+    },
+}
+
+impl Kind {
+    pub fn label(&self) -> String {
+        match self {
+            Kind::Ours { advert_ms } => format!("ha-daemon {advert_ms} ms"),
+            Kind::Keepalived { advert_ms } => format!("keepalived {advert_ms} ms"),
+        }
+    }
+}
+
+/// The faults, in the order the lab plays them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// The master's redis-server is SIGKILLed; its failover daemon lives.
+    RedisKilled,
+    /// The master host is lost: its processes killed, its link down.
+    HostLost,
+    /// The master's failover daemon is SIGKILLed; its Redis lives.
+    DaemonKilled,
+    /// After the master's Redis was killed and the peer took over, the old
+    /// master comes back (Redis restarted empty, as without persistence) with
+    /// the higher priority.
+    OldMasterBack,
+    /// Planned switchover to the backup (`ha-daemon switchover`; keepalived
+    /// has none).
+    Switchover,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [
+        Fault::RedisKilled,
+        Fault::HostLost,
+        Fault::DaemonKilled,
+        Fault::OldMasterBack,
+        Fault::Switchover,
+    ];
+    pub fn label(&self) -> &'static str {
+        match self {
+            Fault::RedisKilled => "master's Redis killed",
+            Fault::HostLost => "master host lost",
+            Fault::DaemonKilled => "master's daemon killed",
+            Fault::OldMasterBack => "old master back (empty)",
+            Fault::Switchover => "planned switchover",
+        }
+    }
+}
+
+enum Node {
+    Ours(Daemon),
+    Keepalived(Proc),
+}
+
+impl Node {
+    fn proc(&mut self) -> &mut Proc {
+        match self {
+            Node::Ours(d) => &mut d.proc,
+            Node::Keepalived(p) => p,
+        }
+    }
+}
+
+pub struct Cluster {
+    pub lan: Lan,
+    pub dir: TempDir,
+    pub kind: Kind,
+    /// Redis hosts; the client is host `n + 1`.
+    pub n: usize,
+    redis: Vec<Option<Proc>>,
+    nodes: Vec<Option<Node>>,
+    persist: bool,
+}
+
+fn priority(i: usize) -> u8 {
+    (200 - 50 * i) as u8
+}
+
+impl Cluster {
+    /// Starts Redis on hosts 1..=n (h1 master, the others its replicas, as
+    /// an operator sets them up) and the failover daemon on each; returns
+    /// once h1 holds the VIP and the replicas stream from it.
+    pub fn start(kind: Kind, n: usize, prefix: &str, persist: bool) -> Result<Cluster> {
+        if matches!(kind, Kind::Keepalived { .. }) && n != 2 {
+            bail!("the keepalived guides' scripts name one peer: 2 Redis hosts only");
+        }
+        let lan = Lan::new(prefix, n + 1)?;
+        let dir = TempDir::new(prefix)?;
+        let mut c = Cluster {
+            lan,
+            dir,
+            kind,
+            n,
+            redis: (0..n).map(|_| None).collect(),
+            nodes: (0..n).map(|_| None).collect(),
+            persist,
+        };
+        for i in 1..=n {
+            c.start_redis(i, i > 1)?;
+        }
+        for i in 1..=n {
+            c.start_node(i)?;
+        }
+        c.wait_healthy(Some(1), Duration::from_secs(15))?;
+        Ok(c)
+    }
+
+    /// Waits until one host holds the VIP (`master`, if given), its Redis is
+    /// the only master, and every other Redis receives its writes (streaming,
+    /// not just synced: Redis may start the stream up to 1 s after a sync).
+    pub fn wait_healthy(&self, master: Option<usize>, timeout: Duration) -> Result<usize> {
+        let n = self.n;
+        let m = wait_for(timeout, || {
+            let m = self.vip_holder()?;
+            (master.is_none_or(|x| x == m)
+                && (1..=n).filter(|&i| self.holds_vip(i)).count() == 1
+                && self.role(m).as_deref() == Some("master")
+                && (1..=n)
+                    .filter(|&i| i != m)
+                    .all(|i| self.role(i).as_deref() == Some("slave")))
+            .then_some(m)
+        });
+        let Some(m) = m else {
+            bail!(
+                "cluster not healthy: VIP on {:?}, roles {:?}",
+                self.vip_holder(),
+                (1..=n).map(|i| self.role(i)).collect::<Vec<_>>()
+            );
+        };
+        let stamp = format!("{:?}", Instant::now());
+        let probe = redis::cli(self.host(m), &["SET", "cluster-probe", &stamp])?;
+        anyhow::ensure!(probe == "OK", "SET on h{m}: {probe}");
+        for i in (1..=n).filter(|&i| i != m) {
+            let ok = wait_for(Duration::from_secs(5), || {
+                (redis::cli(self.host(i), &["GET", "cluster-probe"]).ok()? == stamp).then_some(())
+            });
+            anyhow::ensure!(ok.is_some(), "h{i}'s Redis does not receive h{m}'s writes");
+        }
+        Ok(m)
+    }
+
+    /// Puts back whatever a fault took away — links up, Redis and daemons
+    /// restarted (Redis as a master: the daemons sort the roles out) — and
+    /// waits until the cluster is healthy again.
+    pub fn repair(&mut self) -> Result<usize> {
+        for i in 1..=self.n {
+            self.link(i, true)?;
+            if !self.redis_alive(i) {
+                self.start_redis(i, false)?;
+            }
+            if self.nodes[i - 1].is_none() {
+                self.start_node(i)?;
+            }
+        }
+        self.wait_healthy(None, Duration::from_secs(20))
+    }
+
+    pub fn host(&self, i: usize) -> &Host {
+        self.lan.host(i)
+    }
+    pub fn client(&self) -> &Host {
+        self.lan.host(self.n + 1)
+    }
+
+    pub fn start_redis(&mut self, i: usize, replica: bool) -> Result<()> {
+        let master = replica.then(|| self.host(1).addr4.to_string());
+        let extra: &[&str] = if self.persist {
+            &["--appendonly", "yes", "--appendfsync", "everysec"]
+        } else {
+            &[]
+        };
+        let p = redis::start_args(
+            self.lan.host(i),
+            self.dir.path(),
+            &format!("r{i}"),
+            master.as_deref(),
+            None,
+            extra,
+        )?;
+        self.redis[i - 1] = Some(p);
+        Ok(())
+    }
+
+    pub fn start_node(&mut self, i: usize) -> Result<()> {
+        let node = match self.kind {
+            Kind::Ours { advert_ms } => Node::Ours(Daemon::start(
+                self.lan.host(i),
+                &self.dir,
+                &format!("n{i}"),
+                &format!(
+                    "[[instance]]\nname = \"vi\"\ninterface = \"eth0\"\nvrid = 51\nversion = 3\n\
+                     priority = {}\nadvert_interval_ms = {advert_ms}\nvips = [\"{VIP}/24\"]\n\n\
+                     [instance.redis]\naddress = \"127.0.0.1:6379\"\nport = 6379\n",
+                    priority(i)
+                ),
+                &[],
+            )?),
+            Kind::Keepalived { advert_ms } => {
+                let peer = self.host(3 - i).addr4;
+                let script = |name: &str, body: &str| -> Result<String> {
+                    let p = self.dir.path().join(format!("{name}-h{i}.sh"));
+                    std::fs::write(&p, format!("#!/bin/sh\n{body}\n"))?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+                    Ok(p.display().to_string())
+                };
+                let master = script(
+                    "redis-master",
+                    "exec redis-cli -h 127.0.0.1 REPLICAOF NO ONE",
+                )?;
+                let backup = script(
+                    "redis-backup",
+                    &format!("exec redis-cli -h 127.0.0.1 REPLICAOF {peer} 6379"),
+                )?;
+                let conf = format!(
+                    "global_defs {{\n  router_id h{i}\n  script_user root\n}}\n\
+                     vrrp_script chk_redis {{\n  script \"/usr/bin/redis-cli -h 127.0.0.1 ping\"\n  interval 1\n  fall 2\n  rise 2\n  weight -60\n}}\n\
+                     vrrp_instance VI {{\n  interface eth0\n  virtual_router_id 51\n  version 3\n  priority {}\n  advert_int {}\n\
+                     virtual_ipaddress {{\n    {VIP}/24\n  }}\n  track_script {{\n    chk_redis\n  }}\n\
+                     notify_master \"{master}\"\n  notify_backup \"{backup}\"\n}}\n",
+                    priority(i),
+                    advert_ms as f64 / 1000.0
+                );
+                Node::Keepalived(crate::daemon::keepalived(
+                    self.lan.host(i),
+                    self.dir.path(),
+                    &format!("ka{i}"),
+                    &conf,
+                )?)
+            }
+        };
+        self.nodes[i - 1] = Some(node);
+        Ok(())
+    }
+
+    /// Which Redis host has the VIP configured (the first, if several do).
+    pub fn vip_holder(&self) -> Option<usize> {
+        (1..=self.n).find(|&i| self.holds_vip(i))
+    }
+    pub fn holds_vip(&self, i: usize) -> bool {
+        self.host(i)
+            .addresses()
+            .iter()
+            .any(|a| a.starts_with(&format!("{VIP}/")))
+    }
+
+    /// `master` / `slave` from the host's Redis, None if it does not answer.
+    pub fn role(&self, i: usize) -> Option<String> {
+        let info = redis::cli(self.host(i), &["INFO", "replication"]).ok()?;
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("role:").map(str::to_owned))
+    }
+
+    pub fn redis_alive(&mut self, i: usize) -> bool {
+        self.redis[i - 1].as_mut().is_some_and(|p| p.alive())
+    }
+
+    pub fn kill_redis(&mut self, i: usize) {
+        if let Some(mut p) = self.redis[i - 1].take() {
+            p.signal(libc::SIGKILL);
+            p.wait();
+        }
+    }
+
+    /// SIGKILLs the failover daemon, all its processes at once (keepalived
+    /// runs a parent and a VRRP child; killing one lets the other resign).
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut n) = self.nodes[i - 1].take() {
+            for pid in self.daemon_pids(i) {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            n.proc().signal(libc::SIGKILL);
+            n.proc().wait();
+        }
+    }
+
+    fn daemon_pids(&self, i: usize) -> Vec<i32> {
+        let comm = match self.kind {
+            Kind::Ours { .. } => "ha-daemon",
+            Kind::Keepalived { .. } => "keepalived",
+        };
+        let pids = crate::netns::run(std::process::Command::new("ip").args([
+            "netns",
+            "pids",
+            self.host(i).ns.name(),
+        ]))
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+        pids.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p: &i32| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm)
+            })
+            .collect()
+    }
+
+    pub fn link(&self, i: usize, up: bool) -> Result<()> {
+        self.host(i)
+            .ns
+            .ip(&["link", "set", "eth0", if up { "up" } else { "down" }])?;
+        Ok(())
+    }
+
+    /// ha-daemon's status.json for node i.
+    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
+        match self.nodes.get(i - 1)?.as_ref()? {
+            Node::Ours(d) => d.instance("vi"),
+            Node::Keepalived(_) => None,
+        }
+    }
+
+    /// The node's pin dir (ha-daemon only), for its XDP maps.
+    pub fn pin_dir(&self, i: usize) -> Option<std::path::PathBuf> {
+        match self.nodes.get(i - 1)?.as_ref()? {
+            Node::Ours(d) => Some(d.pin_dir.clone()),
+            Node::Keepalived(_) => None,
+        }
+    }
+
+    pub fn config(&self, i: usize) -> Option<std::path::PathBuf> {
+        match self.nodes.get(i - 1)?.as_ref()? {
+            Node::Ours(d) => Some(d.config.clone()),
+            Node::Keepalived(_) => None,
+        }
+    }
+
+    /// How many times node i became master since it started.
+    pub fn takeovers(&mut self, i: usize) -> usize {
+        match self.nodes.get_mut(i - 1).and_then(|n| n.as_mut()) {
+            Some(Node::Ours(d)) => d
+                .instance("vi")
+                .and_then(|v| {
+                    v["transitions"]
+                        .as_array()
+                        .map(|t| t.iter().filter(|x| x["to"] == "Master").count())
+                })
+                .unwrap_or(0),
+            Some(Node::Keepalived(p)) => p.log().matches("Entering MASTER STATE").count(),
+            None => 0,
+        }
+    }
+
+    /// CPU time used by the failover daemon on host i (all its processes).
+    pub fn node_cpu(&self, i: usize) -> Duration {
+        self.daemon_pids(i).into_iter().map(crate::proc_cpu).sum()
+    }
+
+    /// Injects `fault` on the current master (h1 at start); returns when the
+    /// fault is in place (not when the cluster recovered).
+    pub fn inject(&mut self, fault: Fault) -> Result<()> {
+        let m = self.vip_holder().context("no master to inject on")?;
+        match fault {
+            Fault::RedisKilled => self.kill_redis(m),
+            Fault::HostLost => {
+                // The network goes first, as when a host dies: nothing it
+                // does on its way down (a graceful resignation) gets out.
+                self.link(m, false)?;
+                self.kill_node(m);
+                self.kill_redis(m);
+            }
+            Fault::DaemonKilled => self.kill_node(m),
+            Fault::OldMasterBack => {
+                self.kill_redis(m);
+                let other = (1..=self.n).find(|&i| i != m).context("a peer")?;
+                let took = wait_for(Duration::from_secs(10), || {
+                    (self.vip_holder() == Some(other) && !self.holds_vip(m)).then_some(())
+                });
+                anyhow::ensure!(took.is_some(), "h{other} did not take over");
+                std::thread::sleep(Duration::from_secs(2));
+                // Back without its data, as a node without persistence (or a
+                // replaced disk) comes back.
+                let data = self.dir.path().join(format!("redis-r{m}"));
+                let _ = std::fs::remove_dir_all(&data);
+                self.start_redis(m, false)?;
+            }
+            Fault::Switchover => {
+                let to = (1..=self.n).find(|&i| i != m).context("a peer")?;
+                let cfg = self
+                    .config(to)
+                    .context("keepalived has no planned switchover")?;
+                let out = self
+                    .host(to)
+                    .ns
+                    .command(crate::daemon::binary().to_str().context("binary path")?)
+                    .args(["switchover", "-c"])
+                    .arg(&cfg)
+                    .output()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                anyhow::ensure!(
+                    out.status.success(),
+                    "switchover: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `INFO replication`'s role over a kept connection (faster than
+/// running redis-cli, for sampling every few ms).
+fn info_role(c: &mut BufReader<TcpStream>) -> Option<bool> {
+    c.get_mut()
+        .write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+        .ok()?;
+    let mut line = String::new();
+    c.read_line(&mut line).ok()?;
+    let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+    let mut body = vec![0u8; len + 2];
+    c.read_exact(&mut body).ok()?;
+    Some(String::from_utf8_lossy(&body).contains("role:master"))
+}
+
+/// Samples every Redis's role from the client host every 5 ms, and sums the
+/// time two or more of them were writable masters.
+pub struct MasterSampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Duration>>,
+}
+
+impl MasterSampler {
+    pub fn start(c: &Cluster) -> MasterSampler {
+        let addrs: Vec<SocketAddr> = (1..=c.n)
+            .map(|i| SocketAddr::new(c.host(i).addr4.into(), 6379))
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = c
+            .client()
+            .ns
+            .thread(move || {
+                let mut conns: Vec<Option<BufReader<TcpStream>>> =
+                    addrs.iter().map(|_| None).collect();
+                let mut both = Duration::ZERO;
+                let mut last = Instant::now();
+                while !flag.load(Ordering::Relaxed) {
+                    let mut masters = 0;
+                    for (a, c) in addrs.iter().zip(conns.iter_mut()) {
+                        if c.is_none() {
+                            *c = client::connect(*a).ok();
+                        }
+                        match c.as_mut().map(info_role) {
+                            Some(Some(true)) => masters += 1,
+                            Some(Some(false)) => {}
+                            _ => *c = None,
+                        }
+                    }
+                    let now = Instant::now();
+                    if masters >= 2 {
+                        both += now - last;
+                    }
+                    last = now;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                both
+            })
+            .expect("sampler thread");
+        MasterSampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+    pub fn stop(mut self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// What a client saw through the VIP over one fault.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Outcome {
+    /// Longest time between two acknowledged writes after the fault, ms.
+    pub longest_gap_ms: f64,
+    /// Sum of the gaps longer than 50 ms after the fault, ms.
+    pub unavailable_ms: f64,
+    /// Acknowledged increments the cluster no longer has.
+    pub lost: i64,
+    /// Time two Redis were writable masters at once, ms.
+    pub two_masters_ms: f64,
+    /// Writes acknowledged after the fault.
+    pub writes_after: usize,
+}
+
+/// The counter as the cluster has it now, read through the VIP.
+pub fn counter(c: &Cluster) -> Option<i64> {
+    let addr: SocketAddr = format!("{VIP}:6379").parse().ok()?;
+    wait_for(Duration::from_secs(5), || {
+        c.client()
+            .ns
+            .enter(|| {
+                let mut s = client::connect(addr).ok()?;
+                let v = client::call(&mut s, &["GET", "counter"]).ok()?;
+                (!v.starts_with('-')).then(|| v.parse().unwrap_or(0))
+            })
+            .ok()
+            .flatten()
+    })
+}
+
+/// Judges a writer's report: gaps between `fault_at` and `end` (a client
+/// still waiting at `end` counts too), and what was lost — every step back
+/// of the counter, plus acknowledged values above what the cluster has at
+/// the end.
+pub fn judge(
+    r: &client::Report,
+    fault_at: Instant,
+    end: Instant,
+    final_value: i64,
+    two_masters: Duration,
+) -> Outcome {
+    let after: Vec<&(Instant, i64)> = r.acked.iter().filter(|(t, _)| *t >= fault_at).collect();
+    let mut gaps = Vec::new();
+    let mut prev = r
+        .acked
+        .iter()
+        .rev()
+        .find(|(t, _)| *t < fault_at)
+        .map_or(fault_at, |a| a.0);
+    for (t, _) in &after {
+        gaps.push(*t - prev);
+        prev = *t;
+    }
+    gaps.push(end.saturating_duration_since(prev));
+    let lost_back: i64 = r
+        .acked
+        .windows(2)
+        .filter(|w| w[1].1 <= w[0].1)
+        .map(|w| w[0].1 - w[1].1 + 1)
+        .sum();
+    let top = r.acked.iter().map(|a| a.1).max().unwrap_or(0);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Outcome {
+        longest_gap_ms: gaps.iter().max().map_or(0.0, |d| ms(*d)),
+        unavailable_ms: gaps
+            .iter()
+            .filter(|d| **d > Duration::from_millis(50))
+            .map(|d| ms(*d))
+            .sum::<f64>()
+            + 0.0,
+        lost: lost_back + (top - final_value).max(0),
+        two_masters_ms: ms(two_masters),
+        writes_after: after.len(),
+    }
+}
+
+/// One fault on a fresh cluster, measured: the writer runs 1 s before the
+/// fault and `settle` after it.
+pub fn run_fault(kind: Kind, fault: Fault, prefix: &str, settle: Duration) -> Result<Outcome> {
+    let mut c = Cluster::start(kind, 2, prefix, false)?;
+    let w = client::Writer::start(&c.client().ns, format!("{VIP}:6379").parse()?, "counter");
+    let sampler = MasterSampler::start(&c);
+    std::thread::sleep(Duration::from_secs(1));
+    let fault_at = Instant::now();
+    c.inject(fault)?;
+    std::thread::sleep(settle);
+    let end = Instant::now();
+    let r = w.stop();
+    let two = sampler.stop();
+    let final_value = counter(&c).unwrap_or(0);
+    Ok(judge(&r, fault_at, end, final_value, two))
+}
