@@ -166,6 +166,15 @@ pub struct RedisConf {
     /// is not (off: refuse, and say so in the log and status).
     #[serde(default)]
     pub allow_empty_master: bool,
+    /// TLS to every Redis (theirs is a `tls-port`): the CA that signed their
+    /// certificates, PEM. Unset: plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for Redis with `tls-auth-clients`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn d_redis_address() -> String {
@@ -193,6 +202,20 @@ impl RedisConf {
         let (h, p) = self.address.rsplit_once(':')?;
         let h = h.trim_start_matches('[').trim_end_matches(']');
         Some((h.to_owned(), p.parse().ok()?))
+    }
+
+    /// The TLS material, read and checked, when `tls_ca_file` is set.
+    pub fn tls(&self) -> Result<Option<crate::redis::tls::Tls>, String> {
+        match (&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file) {
+            (None, None, None) => Ok(None),
+            (None, _, _) => Err(
+                "tls_cert_file / tls_key_file need tls_ca_file (the CA that signed the Redis certificates)"
+                    .into(),
+            ),
+            (Some(ca), cert, key) => {
+                crate::redis::tls::Tls::load(ca, cert.as_deref(), key.as_deref()).map(Some)
+            }
+        }
     }
 
     /// Reads the password file, if one is configured.
@@ -507,6 +530,14 @@ impl Config {
                 if let Err(e) = r.read_password() {
                     return bad("redis.password_file", e);
                 }
+                if let Err(e) = r.tls() {
+                    let key = match (&r.tls_ca_file, e.split_whitespace().next()) {
+                        (Some(_), Some(k @ ("tls_cert_file" | "tls_key_file"))) => k,
+                        (Some(_), _) => "tls_ca_file",
+                        (None, _) => "tls_cert_file",
+                    };
+                    return bad(&format!("redis.{key}"), e);
+                }
             }
             for prog in inst.notify.programs() {
                 if !prog.is_file() {
@@ -657,6 +688,14 @@ vips = ["10.0.0.100/24"]
             (
                 format!("{GOOD}[instance.redis]\npassword_file = \"/nonexistent/redis.pass\"\n"),
                 "ha.toml:12: [[instance]] \"redis-main\" redis.password_file: password_file /nonexistent/redis.pass: No such file or directory (os error 2)",
+            ),
+            (
+                format!("{GOOD}[instance.redis]\ntls_ca_file = \"/nonexistent/ca.crt\"\n"),
+                "ha.toml:12: [[instance]] \"redis-main\" redis.tls_ca_file: tls_ca_file /nonexistent/ca.crt: No such file or directory (os error 2)",
+            ),
+            (
+                format!("{GOOD}[instance.redis]\ntls_cert_file = \"/etc/c.crt\"\n"),
+                "ha.toml:12: [[instance]] \"redis-main\" redis.tls_cert_file: tls_cert_file / tls_key_file need tls_ca_file (the CA that signed the Redis certificates)",
             ),
             (
                 GOOD.replace("name = \"h1\"", "name = \"a/b\""),

@@ -86,7 +86,7 @@ async fn switchover(
             .snapshot()
             .instances
             .get(name)
-            .and_then(|i| i.redis.as_ref().and_then(|r| r.last_action.clone()));
+            .and_then(|i| i.redis.as_ref().map(|r| r.promotions));
         let (reply, rx) = oneshot::channel();
         let sent = tx.send(Command::Switchover { reply }).await.is_ok();
         let res = match (sent, rx.await) {
@@ -114,7 +114,7 @@ async fn switchover(
                     .get(name)
                     .and_then(|i| i.redis.clone())
                     .unwrap_or_default();
-                if red.role.as_deref() == Some("master") && red.last_action != before {
+                if red.role.as_deref() == Some("master") && Some(red.promotions) != before {
                     r.message = red.last_action.unwrap_or_default();
                     r.pause_ms = red.last_pause_ms;
                     break;

@@ -91,7 +91,12 @@ fn cmd(args: &[&str]) -> Vec<u8> {
 }
 
 /// Sends one command and reads a one-line reply (integer, status or error).
-pub fn call(s: &mut BufReader<TcpStream>, args: &[&str]) -> std::io::Result<String> {
+/// A plain or TLS connection to Redis.
+pub trait Stream: std::io::Read + Write + Send {}
+impl<T: std::io::Read + Write + Send> Stream for T {}
+pub type Conn = BufReader<Box<dyn Stream>>;
+
+pub fn call(s: &mut Conn, args: &[&str]) -> std::io::Result<String> {
     s.get_mut().write_all(&cmd(args))?;
     let mut line = String::new();
     if s.read_line(&mut line)? == 0 {
@@ -109,12 +114,29 @@ pub fn call(s: &mut BufReader<TcpStream>, args: &[&str]) -> std::io::Result<Stri
     Ok(line.trim_end().to_owned())
 }
 
-pub fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
+fn tcp(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
     s.set_read_timeout(Some(Duration::from_millis(500)))?;
     s.set_write_timeout(Some(Duration::from_millis(500)))?;
     s.set_nodelay(true)?;
-    Ok(BufReader::new(s))
+    Ok(s)
+}
+
+pub fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
+    Ok(BufReader::new(Box::new(tcp(addr)?)))
+}
+
+/// A TLS connection (the handshake done, so a refusal shows here), the
+/// server verified by its IP address.
+pub fn connect_tls(addr: SocketAddr, cfg: &Arc<rustls::ClientConfig>) -> std::io::Result<Conn> {
+    let sock = tcp(addr)?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(cfg.clone(), name).map_err(std::io::Error::other)?;
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(BufReader::new(Box::new(s)))
 }
 
 impl Writer {
@@ -124,17 +146,36 @@ impl Writer {
     }
 
     /// The same, authenticating with `password` on every connection.
+    /// Writes over TLS.
+    pub fn start_tls(
+        ns: &Netns,
+        addr: SocketAddr,
+        key: &str,
+        cfg: Arc<rustls::ClientConfig>,
+    ) -> Writer {
+        Self::start_with(ns, key, None, move || connect_tls(addr, &cfg))
+    }
+
     pub fn start_auth(ns: &Netns, addr: SocketAddr, key: &str, password: Option<String>) -> Writer {
+        Self::start_with(ns, key, password, move || connect(addr))
+    }
+
+    fn start_with(
+        ns: &Netns,
+        key: &str,
+        password: Option<String>,
+        connect: impl Fn() -> std::io::Result<Conn> + Send + 'static,
+    ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let key = key.to_owned();
         let handle = ns
             .thread(move || {
                 let mut r = Report::default();
-                let mut conn: Option<BufReader<TcpStream>> = None;
+                let mut conn: Option<Conn> = None;
                 while !flag.load(Ordering::Relaxed) {
                     if conn.is_none() {
-                        let authed = connect(addr).and_then(|mut c| {
+                        let authed = connect().and_then(|mut c| {
                             if let Some(p) = &password {
                                 let r = call(&mut c, &["AUTH", p])?;
                                 if !r.starts_with("+OK") {

@@ -4,8 +4,8 @@
 //! `cargo xtask bench`: the same faults, measured the same way, from the
 //! client's side.
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::{BufRead, Read, Write},
+    net::SocketAddr,
     os::unix::fs::PermissionsExt,
     sync::{
         Arc,
@@ -432,7 +432,7 @@ impl Cluster {
 
 /// Reads `INFO replication`'s role over a kept connection (faster than
 /// running redis-cli, for sampling every few ms).
-fn info_role(c: &mut BufReader<TcpStream>) -> Option<bool> {
+fn info_role(c: &mut client::Conn) -> Option<bool> {
     c.get_mut()
         .write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
         .ok()?;
@@ -462,8 +462,7 @@ impl MasterSampler {
             .client()
             .ns
             .thread(move || {
-                let mut conns: Vec<Option<BufReader<TcpStream>>> =
-                    addrs.iter().map(|_| None).collect();
+                let mut conns: Vec<Option<client::Conn>> = addrs.iter().map(|_| None).collect();
                 let mut both = Duration::ZERO;
                 let mut last = Instant::now();
                 while !flag.load(Ordering::Relaxed) {

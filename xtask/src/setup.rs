@@ -19,6 +19,11 @@ pub const PACKAGES: &[&str] = &[
     "tcpdump",
     "iproute2",
     "iputils-ping",
+    // Test certificates for Redis over TLS.
+    "openssl",
+    // systemd-analyze, to check the unit; pkill for the bench's busy host.
+    "systemd",
+    "procps",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

@@ -31,6 +31,7 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub auth: Option<Auth>,
+    pub tls: Option<super::tls::Tls>,
 }
 
 impl fmt::Display for Endpoint {
@@ -66,11 +67,24 @@ impl Endpoint {
                 settings = settings.set_username(u);
             }
         }
-        let info = ConnectionAddr::Tcp(self.host.clone(), self.port)
+        let addr = match &self.tls {
+            None => ConnectionAddr::Tcp(self.host.clone(), self.port),
+            Some(_) => ConnectionAddr::TcpTls {
+                host: self.host.clone(),
+                port: self.port,
+                insecure: false,
+                tls_params: None,
+            },
+        };
+        let info = addr
             .into_connection_info()
             .map_err(|e| err("address", &e))?
             .set_redis_settings(settings);
-        let client = Client::open(info).map_err(|e| err("client", &e))?;
+        let client = match &self.tls {
+            None => Client::open(info),
+            Some(t) => Client::build_with_tls(info, t.certificates()),
+        }
+        .map_err(|e| err("client", &e))?;
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout.max(Duration::from_millis(500))));

@@ -10,6 +10,8 @@ use tokio::{
     sync::mpsc,
 };
 
+use super::tls::Tls;
+
 /// One health observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -96,15 +98,19 @@ impl Policy {
     }
 }
 
+const GONE_RETRY: Duration = Duration::from_millis(20);
+
 /// Keeps one connection to the local Redis, PINGs it every `interval`, and
 /// reports each result; a closed connection is seen the moment it closes.
 pub async fn watch(
     host: String,
     port: u16,
     auth: Option<(Option<String>, String)>,
+    tls: Option<Tls>,
     interval: Duration,
     tx: mpsc::Sender<Check>,
 ) {
+    let mut tls_error_logged = false;
     loop {
         let conn = tokio::time::timeout(
             interval.max(Duration::from_millis(100)),
@@ -117,7 +123,10 @@ pub async fn watch(
                 if tx.send(Check::Gone).await.is_err() {
                     return;
                 }
-                tokio::time::sleep(interval).await;
+                // Refused: nothing listens. Retry soon — a restarted Redis
+                // is an empty master until the daemon sees it and fixes its
+                // role; a refused local connect costs next to nothing.
+                tokio::time::sleep(interval.min(GONE_RETRY)).await;
                 continue;
             }
             Err(_) => {
@@ -128,7 +137,29 @@ pub async fn watch(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (r, mut w) = stream.into_split();
+        let stream: Box<dyn Stream> = match &tls {
+            None => Box::new(stream),
+            Some(t) => match t.connect(stream, &host).await {
+                Ok(s) => {
+                    tls_error_logged = false;
+                    Box::new(s)
+                }
+                Err(e) => {
+                    // Redis listens but the TLS settings do not match: it
+                    // fails its checks (weight), and the log says why once.
+                    if !tls_error_logged {
+                        tracing::warn!("TLS to the local Redis {host}:{port}: {e}");
+                        tls_error_logged = true;
+                    }
+                    if tx.send(Check::Failed).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(interval).await;
+                    continue;
+                }
+            },
+        };
+        let (r, mut w) = tokio::io::split(stream);
         let mut r = BufReader::new(r);
         if let Some((user, pass)) = &auth {
             let cmd = match user {
@@ -178,12 +209,25 @@ pub async fn watch(
     }
 }
 
-/// Connect + PING with a short timeout. Any reply, even an error such as
-/// NOAUTH, means a Redis is there.
-pub async fn answers(addr: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
+/// A plain or TLS connection, as one type.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
+/// Connect (and TLS handshake) + PING with a short timeout. Any reply, even
+/// an error such as NOAUTH, means a Redis is there.
+pub async fn answers(
+    addr: std::net::IpAddr,
+    port: u16,
+    tls: Option<&Tls>,
+    timeout: Duration,
+) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let check = async {
-        let mut s = tokio::net::TcpStream::connect((addr, port)).await?;
+        let tcp = tokio::net::TcpStream::connect((addr, port)).await?;
+        let mut s: Box<dyn Stream> = match tls {
+            None => Box::new(tcp),
+            Some(t) => Box::new(t.connect(tcp, &addr.to_string()).await?),
+        };
         s.write_all(b"PING\r\n").await?;
         let mut buf = [0u8; 16];
         let n = s.read(&mut buf).await?;

@@ -5,3 +5,4 @@ pub mod health;
 pub mod reconcile;
 pub mod role;
 pub mod stream;
+pub mod tls;

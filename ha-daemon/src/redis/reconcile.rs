@@ -60,6 +60,8 @@ pub struct RedisStatus {
     /// Backup: the master's command stream reaches the local replica (not
     /// just the end of the full sync). Preemption waits for it.
     pub streaming: Option<bool>,
+    /// Promotions of the local Redis since the daemon started.
+    pub promotions: u64,
     /// Write pause of the last promotion that paused an old master, ms.
     pub last_pause_ms: Option<u64>,
 }
@@ -72,6 +74,7 @@ pub struct Agent {
     cfg: RedisConf,
     local: Endpoint,
     auth: Option<Auth>,
+    tls: Option<super::tls::Tls>,
     /// Our address as peers see it: where an old master is pointed after a promotion.
     self_addr: IpAddr,
     view: watch::Receiver<View>,
@@ -105,7 +108,16 @@ impl Agent {
             username: cfg.username.clone(),
             password,
         });
-        let stream = StreamCheck::spawn(instance.clone(), cfg.port, auth.clone());
+        let tls = cfg.tls()?;
+        let stream = StreamCheck::spawn(
+            instance.clone(),
+            Endpoint {
+                host: String::new(),
+                port: cfg.port,
+                auth: auth.clone(),
+                tls: tls.clone(),
+            },
+        );
         Ok(Self {
             stream,
             policy: Policy::new(base_priority, cfg.weight, cfg.fall, cfg.rise),
@@ -113,8 +125,10 @@ impl Agent {
                 host,
                 port,
                 auth: auth.clone(),
+                tls: tls.clone(),
             },
             auth,
+            tls,
             instance,
             cfg,
             self_addr,
@@ -133,6 +147,7 @@ impl Agent {
             host: addr.to_string(),
             port: self.cfg.port,
             auth: self.auth.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -149,6 +164,7 @@ impl Agent {
             self.local.host.clone(),
             self.local.port,
             self.auth.clone().map(|a| (a.username, a.password)),
+            self.tls.clone(),
             interval,
             htx,
         ));
@@ -249,6 +265,7 @@ impl Agent {
                     host: master_host.clone(),
                     port: *master_port,
                     auth: self.auth.clone(),
+                    tls: self.tls.clone(),
                 };
                 Some(self.promote(old).await)
             }
@@ -414,6 +431,7 @@ impl Agent {
             c.replicaof_no_one().await?;
             tracing::info!(instance = %self.instance, "promoted the local Redis at once: the old master {old} does not answer");
             self.set_status(|r| {
+                r.promotions += 1;
                 r.last_action = Some(format!("REPLICAOF NO ONE (old master {old} gone)"))
             });
             return Ok(());
@@ -478,6 +496,7 @@ impl Agent {
         }
         repointed?;
         self.set_status(|r| {
+            r.promotions += 1;
             r.last_pause_ms = Some(pause.as_millis() as u64);
             r.last_action = Some(format!(
                 "promoted; old master {old} paused {} ms, lag {lag} bytes, now its replica",

@@ -15,7 +15,7 @@ use std::{net::IpAddr, time::Duration};
 use tokio::sync::watch;
 
 use super::{
-    client::{Auth, Conn, Endpoint},
+    client::{Conn, Endpoint},
     role::Role,
 };
 
@@ -40,10 +40,11 @@ pub struct StreamCheck {
 }
 
 impl StreamCheck {
-    pub fn spawn(instance: String, port: u16, auth: Option<Auth>) -> Self {
+    /// `peer`: how to reach a master (its host is replaced by the master's address).
+    pub fn spawn(instance: String, peer: Endpoint) -> Self {
         let (ask, asks) = watch::channel(None);
         let (tell, seen) = watch::channel(Seen::default());
-        tokio::spawn(run(instance, port, auth, asks, tell));
+        tokio::spawn(run(instance, peer, asks, tell));
         Self { ask, seen }
     }
 
@@ -60,8 +61,7 @@ impl StreamCheck {
 
 async fn run(
     instance: String,
-    port: u16,
-    auth: Option<Auth>,
+    peer: Endpoint,
     mut asks: watch::Receiver<Option<(IpAddr, u64)>>,
     tell: watch::Sender<Seen>,
 ) {
@@ -84,8 +84,7 @@ async fn run(
         if conn.as_ref().is_none_or(|(a, _)| *a != m) {
             let ep = Endpoint {
                 host: m.to_string(),
-                port,
-                auth: auth.clone(),
+                ..peer.clone()
             };
             conn = match tokio::time::timeout(TIMEOUT, ep.connect(TIMEOUT)).await {
                 Ok(Ok(c)) => Some((m, c)),

@@ -69,6 +69,8 @@ pub struct Driver {
     announcer: Announcer,
     status: Shared,
     vips: Vec<Vip>,
+    /// TLS to the master's Redis, for the FIN/RST check.
+    redis_tls: Option<crate::redis::tls::Tls>,
 }
 
 impl Driver {
@@ -89,6 +91,8 @@ impl Driver {
             primary: socket.local,
         };
         let vips = cfg.vip_list();
+        // Checked when the config was loaded.
+        let cfg_redis_tls = cfg.redis.as_ref().and_then(|r| r.tls().ok().flatten());
         status.update(|s| {
             s.instances.insert(
                 cfg.name.clone(),
@@ -118,6 +122,7 @@ impl Driver {
             netlink,
             status,
             vips,
+            redis_tls: cfg_redis_tls,
         }
     }
 
@@ -317,8 +322,9 @@ impl Driver {
                 self.check_quiet_until = Some(now + REDIS_CHECK_TIMEOUT + Duration::from_secs(1));
                 tracing::debug!(instance = %self.cfg.name, "{:?} from the master's Redis {}:{}: checking it", ev.kind, ev.addr, ev.port);
                 let (addr, port, tx, kind) = (ev.addr, ev.port, failed.clone(), ev.kind);
+                let tls = self.redis_tls.clone();
                 tokio::spawn(async move {
-                    if !health::answers(addr, port, REDIS_CHECK_TIMEOUT).await {
+                    if !health::answers(addr, port, tls.as_ref(), REDIS_CHECK_TIMEOUT).await {
                         tracing::warn!(
                             "{kind:?} from the master's Redis {addr}:{port} and it does not answer"
                         );
