@@ -14,7 +14,7 @@ use ha_testbed::{
     require_root,
 };
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct FaultRow {
     fault: String,
     daemon: String,
@@ -22,7 +22,7 @@ struct FaultRow {
     errors: Vec<String>,
 }
 
-#[derive(serde::Serialize, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Report {
     machine: String,
     faults: Vec<FaultRow>,
@@ -95,7 +95,10 @@ fn busy(c: &Cluster, secs: u64) {
     }
 }
 
-fn svg(rows: &[(String, String, f64)], daemons: &[String]) -> String {
+/// (fault, daemon, median longest gap in ms, note printed after the bar).
+type PlotRow = (String, String, f64, String);
+
+fn svg(rows: &[PlotRow], daemons: &[String]) -> String {
     // Grouped horizontal bars: per fault, one bar per daemon (median longest
     // write gap), log scale from 1 ms to 100 s.
     let colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"];
@@ -109,8 +112,8 @@ fn svg(rows: &[(String, String, f64)], daemons: &[String]) -> String {
     let height = 60.0 + group * faults.len() as f64 + 30.0;
     let x = |ms: f64| left + width * ((ms.max(1.0)).log10() / 5.0).min(1.0);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"14\">Longest write gap seen by a client (median, log scale)</text>\n",
-        left + width + 120.0
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"14\">Longest write gap seen by a client (median, log scale); in red: acknowledged writes lost, time with two writable masters</text>\n",
+        left + width + 200.0
     );
     for (i, ms) in [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]
         .iter()
@@ -134,7 +137,7 @@ fn svg(rows: &[(String, String, f64)], daemons: &[String]) -> String {
             y0 + group / 2.0
         );
         for (di, d) in daemons.iter().enumerate() {
-            let Some((_, _, ms)) = rows.iter().find(|r| &r.0 == *f && &r.1 == d) else {
+            let Some((_, _, ms, note)) = rows.iter().find(|r| &r.0 == *f && &r.1 == d) else {
                 continue;
             };
             if !ms.is_finite() {
@@ -155,6 +158,14 @@ fn svg(rows: &[(String, String, f64)], daemons: &[String]) -> String {
                     format!("{ms:.0} ms")
                 }
             );
+            if !note.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#c00\">{note}</text>",
+                    x(*ms) + 52.0,
+                    y + bar - 4.0
+                );
+            }
         }
     }
     for (di, d) in daemons.iter().enumerate() {
@@ -173,25 +184,13 @@ fn svg(rows: &[(String, String, f64)], daemons: &[String]) -> String {
     s
 }
 
-fn main() -> Result<()> {
-    require_root();
-    let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let runs: usize = opt("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
-    let json = opt("--json");
-    let plot = opt("--svg");
-    let keepalived = which("keepalived");
-    let mut daemons = vec![Kind::Ours { advert_ms: 10 }];
-    if keepalived {
-        daemons.push(Kind::Keepalived { advert_ms: 100 });
-        daemons.push(Kind::Keepalived { advert_ms: 10 });
-    } else {
-        eprintln!("keepalived is not installed: ha-daemon only");
-    }
+/// Runs every fault and case; the report the table and plot are made of.
+fn measure(
+    runs: usize,
+    daemons: &[Kind],
+    args: &[String],
+    opt: &dyn Fn(&str) -> Option<String>,
+) -> Result<Report> {
     let mut report = Report {
         machine: machine(),
         ..Default::default()
@@ -202,7 +201,7 @@ fn main() -> Result<()> {
         .into_iter()
         .filter(|f| only.as_deref().is_none_or(|o| f.label().contains(o)))
     {
-        for &kind in &daemons {
+        for &kind in daemons {
             if fault == Fault::Switchover && !matches!(kind, Kind::Ours { .. }) {
                 continue;
             }
@@ -273,6 +272,37 @@ fn main() -> Result<()> {
         report.idle_cpu_60s.insert(kind.label(), idle);
     }
 
+    Ok(report)
+}
+
+fn main() -> Result<()> {
+    require_root();
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let runs: usize = opt("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let json = opt("--json");
+    let plot = opt("--svg");
+    let keepalived = which("keepalived");
+    let mut daemons = vec![Kind::Ours { advert_ms: 10 }];
+    if keepalived {
+        daemons.push(Kind::Keepalived { advert_ms: 100 });
+        daemons.push(Kind::Keepalived { advert_ms: 10 });
+    } else {
+        eprintln!("keepalived is not installed: ha-daemon only");
+    }
+    // `--replot FILE`: the table and plot again from a saved JSON, no runs.
+    let report = match opt("--replot") {
+        Some(f) => serde_json::from_str::<Report>(&std::fs::read_to_string(&f)?)?,
+        None => measure(runs, &daemons, &args, &opt)?,
+    };
+    let runs = report
+        .faults
+        .first()
+        .map_or(runs, |r| r.runs.len() + r.errors.len());
     // The table.
     let mut t = String::new();
     let _ = writeln!(
@@ -321,7 +351,22 @@ fn main() -> Result<()> {
             median(m.clone()),
             max(&m),
         );
-        plot_rows.push((row.fault.clone(), row.daemon.clone(), median(g)));
+        let mut note = Vec::new();
+        if median(l.clone()) > 0.0 {
+            note.push(format!("{:.0}k writes lost", median(l.clone()) / 1000.0));
+        }
+        if median(m.clone()) >= 100.0 {
+            note.push(format!(
+                "2 writable masters {:.1} s",
+                median(m.clone()) / 1000.0
+            ));
+        }
+        plot_rows.push((
+            row.fault.clone(),
+            row.daemon.clone(),
+            median(g),
+            note.join(", "),
+        ));
     }
     let _ = writeln!(
         t,
@@ -353,7 +398,13 @@ fn main() -> Result<()> {
         eprintln!("wrote {p}");
     }
     if let Some(p) = plot {
-        let names: Vec<String> = daemons.iter().map(Kind::label).collect();
+        // The daemons in the order the report has them.
+        let mut names: Vec<String> = Vec::new();
+        for r in &report.faults {
+            if !names.contains(&r.daemon) {
+                names.push(r.daemon.clone());
+            }
+        }
         std::fs::write(&p, svg(&plot_rows, &names))?;
         eprintln!("wrote {p}");
     }

@@ -502,7 +502,7 @@ impl MasterSampler {
 }
 
 /// What a client saw through the VIP over one fault.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// Longest time between two acknowledged writes after the fault, ms.
     pub longest_gap_ms: f64,
