@@ -194,7 +194,7 @@ fn window(r: &Report, from: Instant, to: Instant) -> Report {
             .filter(|(t, _)| *t >= from && *t <= to)
             .copied()
             .collect(),
-        errors: 0,
+        ..Default::default()
     }
 }
 

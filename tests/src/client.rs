@@ -19,6 +19,8 @@ pub struct Report {
     /// Every acknowledged INCR: when, and the value Redis returned.
     pub acked: Vec<(Instant, i64)>,
     pub errors: u64,
+    /// What went wrong and when (the first few hundred), to explain a gap.
+    pub error_log: Vec<(Instant, String)>,
 }
 
 impl Report {
@@ -61,6 +63,25 @@ impl Report {
                     w[1].0 - w[0].0
                 )
             })
+            .collect()
+    }
+
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        if self.error_log.len() < 500 {
+            self.error_log.push((Instant::now(), what));
+        }
+    }
+
+    /// The errors inside the longest gap, with their time into it.
+    pub fn errors_in_longest_gap(&self) -> Vec<String> {
+        let Some(w) = self.acked.windows(2).max_by_key(|w| w[1].0 - w[0].0) else {
+            return Vec::new();
+        };
+        self.error_log
+            .iter()
+            .filter(|(t, _)| *t > w[0].0 && *t < w[1].0)
+            .map(|(t, e)| format!("+{:?} {e}", *t - w[0].0))
             .collect()
     }
 
@@ -186,8 +207,8 @@ impl Writer {
                         });
                         match authed {
                             Ok(c) => conn = Some(c),
-                            Err(_) => {
-                                r.errors += 1;
+                            Err(e) => {
+                                r.error(format!("connect: {e}"));
                                 std::thread::sleep(Duration::from_millis(2));
                                 continue;
                             }
@@ -201,12 +222,12 @@ impl Writer {
                             }
                         }
                         // READONLY, LOADING, ...: the write was not taken.
-                        Ok(_) => {
-                            r.errors += 1;
+                        Ok(reply) => {
+                            r.error(reply);
                             std::thread::sleep(Duration::from_millis(1));
                         }
-                        Err(_) => {
-                            r.errors += 1;
+                        Err(e) => {
+                            r.error(format!("INCR: {e}"));
                             conn = None;
                         }
                     }

@@ -26,7 +26,7 @@ pub struct Burst {
 
 /// Handle to an instance's announcer thread.
 pub struct Announcer {
-    tx: mpsc::Sender<(u64, Burst)>,
+    tx: mpsc::Sender<(u64, Burst, tokio::sync::oneshot::Sender<()>)>,
     /// Bumped by `cancel`: bursts queued or running under an older value stop.
     generation: Arc<AtomicU64>,
 }
@@ -35,18 +35,18 @@ impl Announcer {
     /// Starts the thread for `iface`. Errors of a burst are logged, not fatal:
     /// the VIP is up either way and neighbours will ARP for it.
     pub fn spawn(iface: String, instance: String) -> Self {
-        let (tx, rx) = mpsc::channel::<(u64, Burst)>();
+        let (tx, rx) = mpsc::channel::<(u64, Burst, tokio::sync::oneshot::Sender<()>)>();
         let generation = Arc::new(AtomicU64::new(0));
         let current = generation.clone();
         std::thread::Builder::new()
             .name(format!("garp-{instance}"))
             .spawn(move || {
-                while let Ok((g, b)) = rx.recv() {
+                while let Ok((g, b, first)) = rx.recv() {
                     let live = || current.load(Ordering::Relaxed) == g;
                     if !live() {
                         continue;
                     }
-                    if let Err(e) = send_burst(&iface, &b, &live) {
+                    if let Err(e) = send_burst(&iface, &b, &live, first) {
                         tracing::warn!(instance, iface, "announcing {:?}: {e}", b.vips);
                     }
                 }
@@ -55,10 +55,14 @@ impl Announcer {
         Self { tx, generation }
     }
 
-    pub fn announce(&self, burst: Burst) {
+    /// Queues a burst; the receiver fires once its first round is out (or
+    /// it failed or was cancelled).
+    pub fn announce(&self, burst: Burst) -> tokio::sync::oneshot::Receiver<()> {
+        let (first, sent) = tokio::sync::oneshot::channel();
         let _ = self
             .tx
-            .send((self.generation.load(Ordering::Relaxed), burst));
+            .send((self.generation.load(Ordering::Relaxed), burst, first));
+        sent
     }
 
     /// Stops announcing: the rest of a running burst and any queued one are
@@ -70,7 +74,13 @@ impl Announcer {
     }
 }
 
-fn send_burst(iface: &str, b: &Burst, live: &dyn Fn() -> bool) -> std::io::Result<()> {
+fn send_burst(
+    iface: &str,
+    b: &Burst,
+    live: &dyn Fn() -> bool,
+    first: tokio::sync::oneshot::Sender<()>,
+) -> std::io::Result<()> {
+    let mut first = Some(first);
     let nic = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == iface)
@@ -107,6 +117,9 @@ fn send_burst(iface: &str, b: &Burst, live: &dyn Fn() -> bool) -> std::io::Resul
             if let Some(r) = tx.send_to(f, None) {
                 r?;
             }
+        }
+        if let Some(f) = first.take() {
+            let _ = f.send(());
         }
     }
     Ok(())

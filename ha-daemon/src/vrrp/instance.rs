@@ -43,6 +43,8 @@ pub struct Incoming {
     pub at: u64,
 }
 
+/// How long a new master waits for its first GARP round before advertising.
+const FIRST_ANNOUNCE_WAIT: Duration = Duration::from_millis(20);
 /// How long the active check of a master's Redis may take after a FIN / RST.
 const REDIS_CHECK_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -244,7 +246,7 @@ impl Driver {
                 && last_refresh.elapsed() >= refresh
             {
                 last_refresh = tokio::time::Instant::now();
-                self.announcer.announce(self.burst(1));
+                drop(self.announcer.announce(self.burst(1)));
             }
         }
     }
@@ -396,7 +398,12 @@ impl Driver {
                     }
                 }
                 Action::RemoveVips => self.remove_vips().await,
-                Action::Announce => self.announcer.announce(self.burst(self.cfg.garp_repeat)),
+                Action::Announce => {
+                    // The advert that follows makes a live old master drop
+                    // the VIP: let the first round reach the clients first.
+                    let first = self.announcer.announce(self.burst(self.cfg.garp_repeat));
+                    let _ = tokio::time::timeout(FIRST_ANNOUNCE_WAIT, first).await;
+                }
                 Action::ArmTimer { .. } | Action::CancelTimer => {}
                 Action::StateChanged { from, to, reason } => {
                     tracing::info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "{from} -> {to}: {reason}");

@@ -16,6 +16,9 @@ use super::packet::Version;
 
 pub type Nanos = u64;
 const NS_PER_CS: u64 = 10_000_000;
+/// At most one re-announcement per this long because of lower-priority
+/// rivals: a peer stuck advertising as master must not cause a GARP storm.
+const RIVAL_ANNOUNCE_EVERY_NS: u64 = 500_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum State {
@@ -168,6 +171,8 @@ pub struct Machine {
     preempt_hold: bool,
     /// Priority advertised after a switchover, while master.
     boost: Option<u8>,
+    /// When we last re-announced because of a lower-priority rival master.
+    rival_announced: Option<Nanos>,
 }
 
 impl Machine {
@@ -186,6 +191,7 @@ impl Machine {
             failed_master: None,
             preempt_hold: false,
             boost: None,
+            rival_announced: None,
         }
     }
 
@@ -250,11 +256,16 @@ impl Machine {
     }
 
     fn become_master(&mut self, now: Nanos, reason: Reason, out: &mut Vec<Action>) {
+        // RFC 5798 6.4.1 sends the advert first. The VIPs and the first
+        // announcement go first here: when the old master is alive (preempt,
+        // switchover) our advert makes it drop the VIP at once, and clients
+        // must already send to us by then, or their packets to it are lost
+        // until TCP retransmits (200 ms).
+        out.push(Action::AddVips);
+        out.push(Action::Announce);
         out.push(Action::SendAdvert {
             priority: self.priority(),
         });
-        out.push(Action::AddVips);
-        out.push(Action::Announce);
         self.master = None;
         self.resigned = false;
         self.failed_master = None;
@@ -415,6 +426,16 @@ impl Machine {
                     self.become_backup(at, reason, &mut out);
                     self.master = Some(from);
                     self.master_priority = priority;
+                } else if self
+                    .rival_announced
+                    .is_none_or(|t| now >= t + RIVAL_ANNOUNCE_EVERY_NS)
+                {
+                    // A lower-priority node thinks it is master (it missed
+                    // our adverts): its gratuitous ARP may have pulled clients
+                    // to it, and it will drop the VIP on our next advert.
+                    // Pull them back (keepalived: garp_lower_prio_repeat).
+                    self.rival_announced = Some(now);
+                    out.push(Action::Announce);
                 }
             }
 

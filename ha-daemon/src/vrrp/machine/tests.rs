@@ -68,9 +68,9 @@ fn address_owner_becomes_master_at_once() {
     assert_eq!(
         a,
         vec![
-            Action::SendAdvert { priority: 255 },
             Action::AddVips,
             Action::Announce,
+            Action::SendAdvert { priority: 255 },
             Action::ArmTimer { at: S },
             Action::StateChanged {
                 from: State::Initialize,
@@ -94,9 +94,9 @@ fn master_down_timer_expiry_takes_over_with_advert_vips_and_announcement() {
     assert_eq!(
         &a[..3],
         &[
-            Action::SendAdvert { priority: 100 },
             Action::AddVips,
-            Action::Announce
+            Action::Announce,
+            Action::SendAdvert { priority: 100 },
         ]
     );
     assert_eq!(
@@ -216,15 +216,18 @@ fn preempt_delay_holds_off_preemption_after_startup() {
 fn master_yields_to_higher_priority_and_removes_vips() {
     let mut m = Machine::new(params(Version::V3, 255, 100));
     m.handle(Event::Startup, 0);
-    // Equal priority, lower address: stays.
-    assert!(m.handle(advert("198.18.0.0", 255, 100, 0), 0).is_empty());
+    // Equal priority, lower address: stays (and re-announces the VIPs).
+    assert_eq!(
+        m.handle(advert("198.18.0.0", 255, 100, 0), 0),
+        vec![Action::Announce]
+    );
     let mut m = backup(params(Version::V3, 100, 100), 0);
     m.handle(Event::Timer, m.deadline().unwrap());
     assert_eq!(m.state(), State::Master);
-    assert!(
-        m.handle(advert("198.18.0.2", 50, 100, 5 * S), 5 * S)
-            .is_empty(),
-        "lower priority: discarded"
+    assert_eq!(
+        m.handle(advert("198.18.0.2", 50, 100, 5 * S), 5 * S),
+        vec![Action::Announce],
+        "lower priority: no state change, the VIPs re-announced"
     );
     let a = m.handle(advert("198.18.0.2", 150, 5, 6 * S), 6 * S);
     assert_eq!(
@@ -405,12 +408,13 @@ fn switchover_takes_over_one_above_the_master_and_drops_the_boost_on_leaving() {
     m.handle(advert("198.18.0.2", 150, 100, S), S);
     let a = m.handle(Event::Switchover, 2 * S);
     assert_eq!(changed(&a), Some((State::Master, Reason::Switchover)));
-    assert_eq!(a[0], Action::SendAdvert { priority: 151 });
+    assert!(a.contains(&Action::SendAdvert { priority: 151 }));
     assert_eq!(m.priority(), 151);
-    // The old master yields; its adverts at 150 no longer matter.
-    assert!(
-        m.handle(advert("198.18.0.2", 150, 100, 3 * S), 3 * S)
-            .is_empty()
+    // The old master yields; its adverts at 150 change nothing but a
+    // re-announcement of the VIPs.
+    assert_eq!(
+        m.handle(advert("198.18.0.2", 150, 100, 3 * S), 3 * S),
+        vec![Action::Announce]
     );
     // Switched back: a higher advert demotes us and the boost is gone.
     let b = m.handle(advert("198.18.0.2", 152, 100, 4 * S), 4 * S);
@@ -430,4 +434,31 @@ fn switchover_is_refused_against_a_254_master_or_when_resigned() {
     r.handle(advert("198.18.0.2", 150, 100, S), S);
     r.handle(Event::Priority(0), S);
     assert!(r.handle(Event::Switchover, 2 * S).is_empty());
+}
+
+#[test]
+fn a_master_re_announces_when_a_lower_priority_rival_advertises_but_not_in_a_storm() {
+    let mut m = Machine::new(params(Version::V3, 150, 1));
+    m.handle(Event::Startup, 0);
+    let d = m.deadline().unwrap();
+    m.handle(Event::Timer, d);
+    assert_eq!(m.state(), State::Master);
+    // A backup that missed our adverts claims master with priority 100.
+    let a = m.handle(advert("198.18.0.2", 100, 1, d + 5_000_000), d + 5_000_000);
+    assert_eq!(
+        a,
+        vec![Action::Announce],
+        "clients it pulled are pulled back"
+    );
+    assert_eq!(m.state(), State::Master);
+    let a = m.handle(advert("198.18.0.2", 100, 1, d + 15_000_000), d + 15_000_000);
+    assert!(
+        a.is_empty(),
+        "at most one re-announcement per 500 ms: {a:?}"
+    );
+    let later = d + 600_000_000;
+    assert_eq!(
+        m.handle(advert("198.18.0.2", 100, 1, later), later),
+        vec![Action::Announce]
+    );
 }
