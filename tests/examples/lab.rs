@@ -81,10 +81,6 @@ fn down() -> usize {
     removed
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
 /// One line per Redis host: VIP, VRRP state and priority, Redis role and
 /// offset, and the adverts its XDP program saw.
 fn show(c: &Cluster) -> String {
@@ -135,54 +131,112 @@ fn show(c: &Cluster) -> String {
     o
 }
 
-type Snapshot = Vec<(bool, String, String)>;
-
-/// Per host: VIP held, VRRP state, Redis role (as its daemon reports them).
-fn snapshot(c: &Cluster) -> Snapshot {
-    (1..=c.n)
-        .map(|i| {
-            let st = c.status(i);
-            (
-                c.holds_vip(i),
-                st.as_ref()
-                    .and_then(|v| v["state"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "down".into()),
-                st.as_ref()
-                    .and_then(|v| v["redis"]["role"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "?".into()),
-            )
-        })
-        .collect()
+/// What the timeline watches on one host, owned so that a thread can watch
+/// while the main thread injects the fault.
+#[derive(Clone)]
+struct Probe {
+    ns: String,
+    iface: String,
+    status: Option<PathBuf>,
 }
 
-/// Watches the cluster after a fault and prints what changed, when (VRRP
-/// state and Redis role come from status.json, written every 100 ms).
-fn timeline(c: &Cluster, t0: Instant, mut last: Snapshot, for_: Duration) {
-    while t0.elapsed() < for_ {
-        let now = snapshot(c);
-        if now != last {
-            let t = t0.elapsed();
-            for (i, n) in now.iter().enumerate() {
-                let before = last.get(i);
-                if before.map(|b| b.0) != Some(n.0) {
-                    println!(
-                        "  t+{:>6}  h{}: VIP {}",
-                        ms(t),
-                        i + 1,
-                        if n.0 { "added" } else { "removed" }
-                    );
-                }
-                if before.map(|b| &b.1) != Some(&n.1) {
-                    println!("  t+{:>6}  h{}: VRRP {}", ms(t), i + 1, n.1);
-                }
-                if before.map(|b| &b.2) != Some(&n.2) {
-                    println!("  t+{:>6}  h{}: Redis {}", ms(t), i + 1, n.2);
-                }
-            }
-            last = now;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+impl Probe {
+    fn of(c: &Cluster) -> Vec<Probe> {
+        (1..=c.n)
+            .map(|i| Probe {
+                ns: c.host(i).ns.name().to_owned(),
+                iface: c.host(i).iface.clone(),
+                status: c.status_file(i),
+            })
+            .collect()
     }
+
+    fn holds_vip(&self) -> bool {
+        std::process::Command::new("ip")
+            .args(["-n", &self.ns, "-br", "addr", "show", "dev", &self.iface])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {VIP}/")))
+    }
+
+    /// The daemon's status.json for instance "vi", if the daemon still runs
+    /// (a killed daemon leaves its last status behind).
+    fn status(&self) -> Option<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.status.as_ref()?).ok()?).ok()?;
+        let pid = i32::try_from(v["pid"].as_u64()?).ok()?;
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return None;
+        }
+        Some(v["instances"]["vi"].clone())
+    }
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+/// Watches the hosts for `for_` from now and returns what changed, when, in
+/// ms from now: VIP moves (sampled every 5 ms), VRRP transitions with their
+/// reasons (stamped by the daemon), the daemon stopping, and the Redis role
+/// (from status.json, which the daemon writes every 100 ms).
+fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u128, String)>> {
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let wall0 = unix_ms();
+        let mut events = Vec::new();
+        let mut last: Vec<Option<(bool, bool, String)>> = vec![None; probes.len()];
+        let mut seen_transitions: Vec<u128> = vec![wall0; probes.len()];
+        while t0.elapsed() < for_ {
+            let t = t0.elapsed().as_millis();
+            for (i, p) in probes.iter().enumerate() {
+                let h = i + 1;
+                let st = p.status();
+                let now = (
+                    p.holds_vip(),
+                    st.is_some(),
+                    st.as_ref()
+                        .and_then(|v| v["redis"]["role"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| "?".into()),
+                );
+                if let Some(v) = &st {
+                    for tr in v["transitions"].as_array().into_iter().flatten() {
+                        let at = tr["at_ms"].as_u64().map_or(0, u128::from);
+                        if at > seen_transitions[i] {
+                            seen_transitions[i] = at;
+                            events.push((
+                                at.saturating_sub(wall0),
+                                format!(
+                                    "h{h}: VRRP {} ({})",
+                                    tr["to"].as_str().unwrap_or("?"),
+                                    tr["why"].as_str().unwrap_or("?")
+                                ),
+                            ));
+                        }
+                    }
+                }
+                if let Some(before) = &last[i] {
+                    if before.0 != now.0 {
+                        let what = if now.0 { "added" } else { "removed" };
+                        events.push((t, format!("h{h}: VIP {what}")));
+                    }
+                    if before.1 && !now.1 {
+                        events.push((t, format!("h{h}: daemon gone")));
+                    }
+                    if before.2 != now.2 && now.1 {
+                        events.push((t, format!("h{h}: Redis {}", now.2)));
+                    }
+                }
+                last[i] = Some(now);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        events.sort_by_key(|e| e.0);
+        events
+    })
 }
 
 /// The writer's report for the window [from, to].
@@ -232,7 +286,11 @@ fn main() -> Result<()> {
     );
     let mut c = Cluster::start(Kind::Ours { advert_ms: 10 }, hosts, PREFIX, true)?;
     println!(
-        "cluster up: h1 master, the others its replicas; a client writes INCR through the VIP\n"
+        "cluster up: h1 master, the others its replicas; a client writes INCR through the VIP"
+    );
+    println!(
+        "timelines: ms from the fault; VIPs sampled every 5 ms, VRRP transitions as the daemons \
+         stamp them, Redis roles from the daemons' status.json (written every 100 ms)\n"
     );
     let w = Writer::start(
         &c.client().ns,
@@ -250,10 +308,17 @@ fn main() -> Result<()> {
     for f in faults {
         let m = c.vip_holder().context("no master")?;
         println!("== {} (on h{m})", f.label());
-        let before = snapshot(&c);
+        // The old master comes back 2 s into its fault; watch its failback too.
+        let window = match f {
+            Fault::OldMasterBack => Duration::from_secs(6),
+            _ => Duration::from_secs(4),
+        };
+        let watcher = watch(Probe::of(&c), window);
         let t0 = Instant::now();
         c.inject(f)?;
-        timeline(&c, t0, before, Duration::from_secs(4));
+        for (t, what) in watcher.join().unwrap_or_default() {
+            println!("  t+{t:>5} ms  {what}");
+        }
         let end = Instant::now();
         reports.push((f, t0, end));
         print!("{}", show(&c));

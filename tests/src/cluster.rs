@@ -174,7 +174,9 @@ impl Cluster {
 
     /// Puts back whatever a fault took away — links up, Redis and daemons
     /// restarted (Redis as a master: the daemons sort the roles out) — and
-    /// waits until the cluster is healthy again.
+    /// waits until the cluster is healthy and settled: a returning
+    /// higher-priority node preempts once its Redis streams from the master,
+    /// and that failback belongs to this repair, not to the next fault.
     pub fn repair(&mut self) -> Result<usize> {
         for i in 1..=self.n {
             self.link(i, true)?;
@@ -185,6 +187,34 @@ impl Cluster {
                 self.start_node(i)?;
             }
         }
+        let m = self.wait_healthy(None, Duration::from_secs(20))?;
+        if !matches!(self.kind, Kind::Ours { .. }) {
+            return Ok(m);
+        }
+        let settled = wait_for(Duration::from_secs(10), || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_millis();
+            (1..=self.n)
+                .all(|i| {
+                    let Some(st) = self.status(i) else {
+                        return false;
+                    };
+                    let quiet = st["transitions"]
+                        .as_array()
+                        .and_then(|t| t.last())
+                        .and_then(|t| t["at_ms"].as_u64())
+                        .is_none_or(|at| now > u128::from(at) + 500);
+                    let streaming = st["state"] != "Backup" || st["redis"]["streaming"] == true;
+                    quiet && streaming
+                })
+                .then_some(())
+        });
+        anyhow::ensure!(
+            settled.is_some(),
+            "the cluster does not settle: a backup's Redis does not stream from the master, or VRRP keeps changing"
+        );
         self.wait_healthy(None, Duration::from_secs(20))
     }
 
@@ -338,6 +368,14 @@ impl Cluster {
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
         match self.nodes.get(i - 1)?.as_ref()? {
             Node::Ours(d) => d.instance("vi"),
+            Node::Keepalived(_) => None,
+        }
+    }
+
+    /// The node's status.json (ha-daemon only; it outlives a killed daemon).
+    pub fn status_file(&self, i: usize) -> Option<std::path::PathBuf> {
+        match self.nodes.get(i - 1)?.as_ref()? {
+            Node::Ours(d) => Some(d.run_dir.join("status.json")),
             Node::Keepalived(_) => None,
         }
     }

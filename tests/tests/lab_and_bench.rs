@@ -49,6 +49,7 @@ fn the_lab_shows_each_fault_with_numbers_and_leaves_nothing_behind() {
         "cluster up",
         "== master's Redis killed (on h1)",
         "h2: VIP added",
+        "h2: VRRP Master (",
         "== master host lost",
         "== master's daemon killed",
         "== old master back (empty)",

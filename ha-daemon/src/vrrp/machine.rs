@@ -159,6 +159,9 @@ pub struct Machine {
     master_adver_cs: u16,
     /// Last advert from the current master, when it arrived.
     last_advert: Option<Nanos>,
+    /// Last advert from any master, also those a preempting backup ignores:
+    /// tells a preemption (it still talks) from a dead master in the reason.
+    last_heard: Option<Nanos>,
     master: Option<IpAddr>,
     /// Priority of the current master's last advert.
     master_priority: u8,
@@ -183,6 +186,7 @@ impl Machine {
             params,
             state: State::Initialize,
             last_advert: None,
+            last_heard: None,
             master: None,
             master_priority: 0,
             started_at: 0,
@@ -339,6 +343,9 @@ impl Machine {
                 } else if self.master.is_some()
                     && self.master_priority < self.priority()
                     && self.preempting(now)
+                    && self
+                        .last_heard
+                        .is_some_and(|h| now < h + self.master_down_interval_ns())
                 {
                     Reason::Preempt
                 } else {
@@ -374,6 +381,7 @@ impl Machine {
                     return out;
                 }
                 self.master_priority = priority;
+                self.last_heard = Some(self.last_heard.map_or(at, |l| l.max(at)));
                 if priority == 0 {
                     // The master resigned: take over after Skew_Time only.
                     self.resigned = true;

@@ -399,7 +399,13 @@ fn preempt_hold_never_holds_a_takeover_from_a_dead_master() {
     m.handle(Event::PreemptHold(true), 0);
     m.handle(advert("198.18.0.2", 100, 100, S), S);
     let t = m.handle(Event::Timer, m.deadline().unwrap());
-    assert_eq!(changed(&t).map(|c| c.0), Some(State::Master));
+    // Its adverts stopped: that is a dead master, not a preemption, though
+    // its priority was lower.
+    assert_eq!(
+        changed(&t),
+        Some((State::Master, Reason::MasterDown)),
+        "the reason says what happened"
+    );
 }
 
 #[test]
