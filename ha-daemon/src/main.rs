@@ -57,7 +57,7 @@ fn render_status(v: &serde_json::Value) -> String {
                 let _ = writeln!(
                     o,
                     "  redis: {} offset {}{lag}  health {}  master {}  {}",
-                    r["role"].as_str().unwrap_or("?"),
+                    r["role"].as_str().unwrap_or("not answering"),
                     r["offset"],
                     r["health"].as_str().unwrap_or("?"),
                     r["master"].as_str().unwrap_or("-"),

@@ -100,7 +100,9 @@ fn show(c: &Cluster) -> String {
             .map_or("-".to_owned(), |r| {
                 format!(
                     "{} offset {}{}",
-                    r.get("role").and_then(|x| x.as_str()).unwrap_or("?"),
+                    r.get("role")
+                        .and_then(|x| x.as_str())
+                        .unwrap_or("not answering"),
                     r.get("offset").cloned().unwrap_or_default(),
                     r.get("lag_bytes")
                         .and_then(|l| l.as_u64())
@@ -200,7 +202,7 @@ fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u12
                     st.is_some(),
                     st.as_ref()
                         .and_then(|v| v["redis"]["role"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "?".into()),
+                        .unwrap_or_else(|| "not answering".into()),
                 );
                 if let Some(v) = &st {
                     for tr in v["transitions"].as_array().into_iter().flatten() {

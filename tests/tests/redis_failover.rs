@@ -191,10 +191,12 @@ fn master_redis_killed_daemon_alive_takeover_through_priority_zero() {
     );
     // Whichever path won, the old master's daemon lowers its priority to 0
     // once its health check sees Redis gone.
+    // Its status shows no Redis role, not the "master" its dead Redis had.
     let n1 = c.nodes[0].as_ref().expect("n1");
     assert!(
         wait_for(Duration::from_secs(2), || {
-            (n1.instance("vi")?["effective_priority"] == 0).then_some(())
+            let i = n1.instance("vi")?;
+            (i["effective_priority"] == 0 && i["redis"]["role"].is_null()).then_some(())
         })
         .is_some(),
         "{:?}",

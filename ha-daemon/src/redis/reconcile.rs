@@ -244,6 +244,13 @@ impl Agent {
         let Some(role) = self.local_role().await else {
             // Cannot confirm the local data is in sync: never preempt on it.
             self.hold(view.state == State::Backup).await;
+            // Status shows no role rather than the last one a dead Redis had.
+            self.set_status(|r| {
+                r.role = None;
+                r.link_up = None;
+                r.lag_bytes = None;
+                r.streaming = None;
+            });
             return;
         };
         // `None`: nothing to change, the role just read is still the truth.
