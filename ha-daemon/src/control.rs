@@ -16,19 +16,52 @@ use crate::status::Shared;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    /// Make this node master of `instance` (all instances when `None`).
+    /// Planned switchover of `instance` (all instances when `None`): a
+    /// backup takes over; a master hands over to its best backup.
     Switchover {
         instance: Option<String>,
+        #[serde(default)]
+        direction: Direction,
     },
+}
+
+/// Which way a switchover goes, from the CLI's `--to`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// No `--to`: a backup takes over, a master hands over.
+    #[default]
+    Either,
+    /// `--to` this node.
+    Here,
+    /// `--to` another node: only a master can hand over.
+    Away,
+}
+
+/// What a driver did with a switchover request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// This node is master now (it took over, or already was).
+    Master,
+    /// This master advertises priority 1 until a backup takes over.
+    HandingOver,
 }
 
 /// What the socket asks of an instance driver.
 #[derive(Debug)]
 pub enum Command {
     Switchover {
-        reply: oneshot::Sender<Result<(), String>>,
+        direction: Direction,
+        reply: oneshot::Sender<Result<Started, String>>,
     },
+    /// No backup took over from a hand-over in time: advertise the real
+    /// priority again.
+    CancelHandOver,
 }
+
+/// How long a switchover may take before it is reported as failed (and a
+/// hand-over cancelled).
+const SWITCHOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwitchoverResult {
@@ -60,9 +93,12 @@ pub async fn serve(path: PathBuf, status: Shared, drivers: Drivers) -> std::io::
             }
             let reply = match serde_json::from_str::<Request>(&line) {
                 Ok(Request::Status) => serde_json::to_string(&status.snapshot()),
-                Ok(Request::Switchover { instance }) => {
-                    serde_json::to_string(&switchover(&status, &drivers, instance.as_deref()).await)
-                }
+                Ok(Request::Switchover {
+                    instance,
+                    direction,
+                }) => serde_json::to_string(
+                    &switchover(&status, &drivers, instance.as_deref(), direction).await,
+                ),
                 Err(e) => serde_json::to_string(
                     &serde_json::json!({ "error": format!("bad request: {e}") }),
                 ),
@@ -79,6 +115,7 @@ async fn switchover(
     status: &Shared,
     drivers: &[(String, mpsc::Sender<Command>)],
     only: Option<&str>,
+    direction: Direction,
 ) -> Vec<SwitchoverResult> {
     let mut out = Vec::new();
     for (name, tx) in drivers.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
@@ -88,11 +125,19 @@ async fn switchover(
             .get(name)
             .and_then(|i| i.redis.as_ref().map(|r| r.promotions));
         let (reply, rx) = oneshot::channel();
-        let sent = tx.send(Command::Switchover { reply }).await.is_ok();
+        let sent = tx
+            .send(Command::Switchover { direction, reply })
+            .await
+            .is_ok();
         let res = match (sent, rx.await) {
             (true, Ok(r)) => r,
             _ => Err("the instance is not running".into()),
         };
+        if res == Ok(Started::HandingOver) {
+            out.push(hand_over(status, name, tx).await);
+            continue;
+        }
+        let res = res.map(|_| ());
         let mut r = SwitchoverResult {
             instance: name.clone(),
             ok: res.is_ok(),
@@ -106,7 +151,7 @@ async fn switchover(
             .get(name)
             .is_some_and(|i| i.redis.is_some());
         if r.ok && has_redis {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let deadline = tokio::time::Instant::now() + SWITCHOVER_TIMEOUT;
             loop {
                 let snap = status.snapshot();
                 let red = snap
@@ -141,6 +186,69 @@ async fn switchover(
         });
     }
     out
+}
+
+/// Waits until a backup has taken over from this master (and, with a Redis
+/// side, the local Redis replicates from it); cancels the hand-over when none
+/// does in time.
+async fn hand_over(status: &Shared, name: &str, tx: &mpsc::Sender<Command>) -> SwitchoverResult {
+    let deadline = tokio::time::Instant::now() + SWITCHOVER_TIMEOUT;
+    let mut r = SwitchoverResult {
+        instance: name.to_owned(),
+        ok: false,
+        message: String::new(),
+        pause_ms: None,
+    };
+    loop {
+        let snap = status.snapshot();
+        let Some(i) = snap.instances.get(name) else {
+            r.message = "the instance stopped during the hand-over".into();
+            return r;
+        };
+        let master = i.master.map(|m| m.to_string());
+        let yielded = i.state == crate::vrrp::machine::State::Backup && master.is_some();
+        let replica = i.redis.as_ref().is_none_or(|red| {
+            red.role.as_deref() == Some("replica")
+                && master.as_deref().is_some_and(|m| {
+                    red.master
+                        .as_deref()
+                        .is_some_and(|x| x.starts_with(&format!("{m}:")))
+                })
+        });
+        if yielded && replica {
+            r.ok = true;
+            r.message = format!(
+                "handed over to {}{}; the new master paused this node's Redis for writes while it caught up (its `ha-daemon status` shows the pause)",
+                master.unwrap_or_default(),
+                if i.redis.is_some() {
+                    ", the local Redis is its replica"
+                } else {
+                    ""
+                }
+            );
+            return r;
+        }
+        if tokio::time::Instant::now() > deadline {
+            if !yielded {
+                let _ = tx.send(Command::CancelHandOver).await;
+                r.message = format!(
+                    "no backup took over within {} s, still master (advertising priority {} again): a backup takes over from a live master only with preempt on, after its preempt_delay, and once its Redis streams from this one",
+                    SWITCHOVER_TIMEOUT.as_secs(),
+                    i.priority
+                );
+            } else {
+                r.message = format!(
+                    "{} took over, but the local Redis does not replicate from it yet: {:?}",
+                    master.unwrap_or_default(),
+                    i.redis
+                        .as_ref()
+                        .and_then(|x| x.guard.clone().or(x.last_action.clone()))
+                );
+            }
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Client side: one request, one reply.

@@ -157,13 +157,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Planned switchover: make this node master (its Redis promoted with the
-    /// old master paused and drained first: no acknowledged write lost).
-    /// Run it on the node that should become master.
+    /// Planned switchover with no acknowledged write lost (the old master's
+    /// Redis paused and drained before the new one is promoted). On a backup:
+    /// it becomes master. On the master: it hands over to its best backup.
     Switchover {
         #[arg(short, long, default_value = DEFAULT_PATH)]
         config: PathBuf,
-        /// The node to switch to; must be this node (the one the config names).
+        /// The node that should be master: this node (run on a backup), or
+        /// another one (run on the master, which hands over; with several
+        /// backups the one with the highest priority takes over).
         #[arg(long)]
         to: Option<String>,
         /// Only this instance (default: all).
@@ -291,21 +293,21 @@ fn main() -> Result<()> {
             instance,
         } => {
             let cfg = Config::load(&config)?;
-            if let Some(t) = to
-                && t != cfg.node.name
-            {
-                anyhow::bail!(
-                    "switchover makes the local node master: run it on {t}'s host (this config is node {:?})",
-                    cfg.node.name
-                );
-            }
+            let direction = match &to {
+                None => control::Direction::Either,
+                Some(t) if *t == cfg.node.name => control::Direction::Here,
+                Some(_) => control::Direction::Away,
+            };
             let sock = daemon::Paths::of(&cfg).socket;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let reply = rt.block_on(control::request(
                 &sock,
-                &control::Request::Switchover { instance },
+                &control::Request::Switchover {
+                    instance,
+                    direction,
+                },
             ))?;
             let results: Vec<control::SwitchoverResult> = serde_json::from_str(&reply)?;
             let mut failed = false;
@@ -314,16 +316,11 @@ fn main() -> Result<()> {
                     .pause_ms
                     .map(|p| format!(", write pause {p} ms"))
                     .unwrap_or_default();
-                println!(
-                    "{}: {} — {}{pause}",
-                    r.instance,
-                    if r.ok {
-                        "switched over"
-                    } else {
-                        "NOT switched over"
-                    },
-                    r.message
-                );
+                if r.ok {
+                    println!("{}: switched over — {}{pause}", r.instance, r.message);
+                } else {
+                    eprintln!("{}: NOT switched over — {}", r.instance, r.message);
+                }
                 failed |= !r.ok;
             }
             if failed {

@@ -393,3 +393,32 @@ fn the_systemd_unit_is_valid_and_its_capabilities_are_enough() {
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait(), Some(0), "{}", p.log());
 }
+
+#[test]
+fn a_master_with_no_backup_to_hand_over_to_says_so_and_stays_master() {
+    require_root();
+    let lan = Lan::new("hat", 1).unwrap();
+    let h1 = lan.host(1);
+    let dir = TempDir::new("ops").unwrap();
+    let mut n1 = Daemon::start(
+        h1,
+        &dir,
+        "n1",
+        &instance("vi", 51, 150, "198.18.0.100"),
+        &[],
+    )
+    .unwrap();
+    n1.wait_state("vi", "Master", Duration::from_secs(5));
+    let cfg = n1.config.to_str().unwrap().to_owned();
+    let out = ha(h1, &["switchover", "-c", &cfg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("NOT switched over") && err.contains("no backup took over"),
+        "{err}"
+    );
+    assert_eq!(n1.state("vi").as_deref(), Some("Master"));
+    assert!(h1.addresses().iter().any(|a| a == "198.18.0.100/24"));
+    let log = n1.proc.log();
+    assert!(log.contains("hand-over cancelled"), "{log}");
+}

@@ -466,17 +466,61 @@ fn planned_switchover_loses_nothing_and_reports_the_pause() {
         st.contains("instance vi: Master") && st.contains("-> Master: planned switchover"),
         "{st}"
     );
-    // Asking for another node is refused with a clear message.
+    // A backup asked to make another node master refuses, and says where to run it.
+    let cfg1 = c.node(1).config.clone();
     let err = c
-        .host(2)
+        .host(1)
         .ns
         .exec(
             ha_testbed::daemon::binary().to_str().unwrap(),
-            &["switchover", "-c", cfg.to_str().unwrap(), "--to", "n1"],
+            &["switchover", "-c", cfg1.to_str().unwrap(), "--to", "n2"],
         )
         .unwrap_err()
         .to_string();
-    assert!(err.contains("run it on n1's host"), "{err}");
+    assert!(err.contains("not master"), "{err}");
+    assert_eq!(c.node(2).state("vi").as_deref(), Some("Master"));
+}
+
+#[test]
+fn switchover_run_on_the_master_hands_over_without_loss_and_it_does_not_preempt_back() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    // On h1 (the master, priority 150): hand over to n2 (priority 100).
+    let cfg = c.node(1).config.clone();
+    let out = c
+        .host(1)
+        .ns
+        .exec(
+            ha_testbed::daemon::binary().to_str().unwrap(),
+            &["switchover", "-c", cfg.to_str().unwrap(), "--to", "n2"],
+        )
+        .expect("hand-over succeeds");
+    println!("switchover on the master: {}", out.trim());
+    assert!(
+        out.contains("switched over") && out.contains("handed over to 198.18.0.2"),
+        "{out}"
+    );
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(2));
+    assert_eq!(c.role(2), "master");
+    assert_eq!(c.role(1), "slave", "the command returns once h1 replicates");
+    assert_eq!(
+        c.node(2).last_transition("vi")["reason"],
+        "Preempt",
+        "n2 took over from a live master: the paused, drained promotion"
+    );
+    assert_eq!(c.node(1).last_transition("vi")["reason"], "HandedOver");
+    // n1 keeps its higher priority but does not take mastership back.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.node(2).state("vi").as_deref(), Some("Master"));
+    assert_eq!(c.node(1).state("vi").as_deref(), Some("Backup"));
+    let r = w.stop();
+    check("hand-over from the master", &r, c.counter(), start);
+    // The pause was taken by n2, which reports it.
+    let pause = &c.node(2).instance("vi").unwrap()["redis"]["last_pause_ms"];
+    assert!(pause.is_u64(), "n2 paused h1's Redis: {pause}");
+    println!("hand-over: write pause {pause} ms (n2's status)");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     config::{Instance, Vip},
-    control::Command,
+    control::{Command, Direction, Started},
     ebpf::{
         clock,
         events::{KernelEvent, Kind},
@@ -184,22 +184,18 @@ impl Driver {
                     )
                 }
                 Some(ev) = kernel_events.recv() => self.on_kernel_event(ev, &failed_tx),
-                Some(Command::Switchover { reply }) = control.recv() => {
-                    let before = self.machine.state();
-                    let acts = self.machine.handle(Event::Switchover, clock::monotonic_ns());
-                    self.apply(acts).await;
-                    let res = match (before, self.machine.state()) {
-                        (_, State::Master) => Ok(()),
-                        (s, _) => Err(format!(
-                            "refused in state {s}: own priority {}, master {:?}; a master advertising 254, or priority 0 here, cannot be switched over from",
-                            self.machine.priority(),
-                            self.machine.master()
-                        )),
-                    };
-                    tracing::info!(instance = %self.cfg.name, "switchover requested: {res:?}");
-                    let _ = reply.send(res);
-                    Vec::new()
-                }
+                Some(cmd) = control.recv() => match cmd {
+                    Command::Switchover { direction, reply } => {
+                        let res = self.switchover(direction).await;
+                        tracing::info!(instance = %self.cfg.name, "switchover requested: {res:?}");
+                        let _ = reply.send(res);
+                        Vec::new()
+                    }
+                    Command::CancelHandOver => {
+                        tracing::warn!(instance = %self.cfg.name, "hand-over cancelled: no backup took over in time");
+                        self.machine.handle(Event::CancelHandOver, clock::monotonic_ns())
+                    }
+                },
                 Some(sig) = signals.recv() => match sig {
                     Signal::Priority(p) => {
                         self.status.instance(&self.cfg.name, |i| i.effective_priority = p);
@@ -253,6 +249,40 @@ impl Driver {
 
     /// Whether an advert seen by the kernel passes the checks the XDP program
     /// does not make (unicast peers, v2 interval).
+    /// A backup takes over (one above the master's priority); a master hands
+    /// over (advertises 1 until a backup takes over, which the control socket
+    /// waits for).
+    async fn switchover(&mut self, direction: Direction) -> Result<Started, String> {
+        let state = self.machine.state();
+        let now = clock::monotonic_ns();
+        match (state, direction) {
+            (State::Master, Direction::Here) => Ok(Started::Master),
+            (State::Master, Direction::Either | Direction::Away) => {
+                if self.machine.priority() == 0 {
+                    return Err("this master is resigning (priority 0) already".into());
+                }
+                let acts = self.machine.handle(Event::HandOver, now);
+                self.apply(acts).await;
+                Ok(Started::HandingOver)
+            }
+            (_, Direction::Away) => Err(format!(
+                "this node is {state}, not master: run `ha-daemon switchover` on the node that should become master, or on the master to hand over"
+            )),
+            (_, Direction::Either | Direction::Here) => {
+                let acts = self.machine.handle(Event::Switchover, now);
+                self.apply(acts).await;
+                match self.machine.state() {
+                    State::Master => Ok(Started::Master),
+                    s => Err(format!(
+                        "refused in state {s}: own priority {}, master {:?}; a master advertising 254, or priority 0 here, cannot be switched over from",
+                        self.machine.priority(),
+                        self.machine.master()
+                    )),
+                }
+            }
+        }
+    }
+
     fn acceptable(&self, from: IpAddr, interval_cs: u16) -> bool {
         from != self.socket.local
             && from.is_ipv6() == self.socket.local.is_ipv6()

@@ -85,6 +85,13 @@ pub enum Event {
     /// the current master's priority (at most 254) so it yields at once. The
     /// boost lasts while this node is master.
     Switchover,
+    /// Planned switchover away from this master (`ha-daemon switchover` run
+    /// on it): advertise priority 1 so that a preempting backup takes over
+    /// from a live master (the safe promotion path, no VIP gap), and once it
+    /// has, stay backup while it is master instead of preempting back.
+    HandOver,
+    /// No backup took over in time: advertise the real priority again.
+    CancelHandOver,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +133,8 @@ pub enum Reason {
     Resign,
     /// An operator asked for this node (`ha-daemon switchover`).
     Switchover,
+    /// An operator asked this master to hand over, and a backup took over.
+    HandedOver,
     /// The master's Redis closed its connections and did not answer a check.
     MasterRedisDown,
     Shutdown,
@@ -143,6 +152,7 @@ impl std::fmt::Display for Reason {
             Reason::TieBreak => "equal priority, higher sender address",
             Reason::Resign => "own priority 0",
             Reason::Switchover => "planned switchover",
+            Reason::HandedOver => "handed over (planned switchover away from this node)",
             Reason::MasterRedisDown => "the master's Redis is down (FIN/RST, check failed)",
             Reason::Shutdown => "shutdown",
         })
@@ -174,6 +184,10 @@ pub struct Machine {
     preempt_hold: bool,
     /// Priority advertised after a switchover, while master.
     boost: Option<u8>,
+    /// Master advertising priority 1 to be taken over (`HandOver`).
+    handing_over: bool,
+    /// Handed over: no preempting back while this master lasts.
+    yielded: bool,
     /// When we last re-announced because of a lower-priority rival master.
     rival_announced: Option<Nanos>,
 }
@@ -195,6 +209,8 @@ impl Machine {
             failed_master: None,
             preempt_hold: false,
             boost: None,
+            handing_over: false,
+            yielded: false,
             rival_announced: None,
         }
     }
@@ -203,10 +219,12 @@ impl Machine {
         self.state
     }
     /// The priority advertised and compared: the health-adjusted one, raised
-    /// by a switchover boost (never above a resignation's 0).
+    /// by a switchover boost, 1 while handing over (never above a
+    /// resignation's 0).
     pub fn priority(&self) -> u8 {
         match (self.priority, self.boost) {
             (0, _) => 0,
+            _ if self.handing_over => 1,
             (p, Some(b)) => p.max(b),
             (p, None) => p,
         }
@@ -273,6 +291,8 @@ impl Machine {
         self.master = None;
         self.resigned = false;
         self.failed_master = None;
+        self.handing_over = false;
+        self.yielded = false;
         self.arm(now + self.advert_interval_ns(), out);
         self.go(State::Master, reason, out);
     }
@@ -283,6 +303,10 @@ impl Machine {
         }
         // A switchover boost is for holding mastership, not for preempting back.
         self.boost = None;
+        if self.handing_over {
+            self.handing_over = false;
+            self.yielded = true;
+        }
         self.master_adver_cs = match self.params.version {
             Version::V3 => self.master_adver_cs,
             Version::V2 => self.params.interval_cs,
@@ -387,6 +411,7 @@ impl Machine {
                     self.resigned = true;
                     self.arm(at + self.skew_time_ns(), &mut out);
                 } else if !self.params.preempt
+                    || self.yielded
                     || priority >= self.priority()
                     || self.in_preempt_delay(at)
                     || self.preempt_hold
@@ -426,7 +451,9 @@ impl Machine {
                     if self.params.version == Version::V3 {
                         self.master_adver_cs = interval_cs;
                     }
-                    let reason = if priority > self.priority() {
+                    let reason = if self.handing_over {
+                        Reason::HandedOver
+                    } else if priority > self.priority() {
                         Reason::HigherPriorityAdvert
                     } else {
                         Reason::TieBreak
@@ -467,7 +494,31 @@ impl Machine {
                 }
                 self.become_master(now, Reason::Switchover, &mut out);
             }
-            (_, Event::MasterFailed { .. } | Event::PreemptHold(_) | Event::Switchover) => {}
+            (State::Master, Event::HandOver) => {
+                if self.priority() > 0 && !self.handing_over {
+                    self.handing_over = true;
+                    self.boost = None;
+                    out.push(Action::SendAdvert { priority: 1 });
+                    self.arm(now + self.advert_interval_ns(), &mut out);
+                }
+            }
+            (State::Master, Event::CancelHandOver) => {
+                if self.handing_over {
+                    self.handing_over = false;
+                    out.push(Action::SendAdvert {
+                        priority: self.priority(),
+                    });
+                    self.arm(now + self.advert_interval_ns(), &mut out);
+                }
+            }
+            (
+                _,
+                Event::MasterFailed { .. }
+                | Event::PreemptHold(_)
+                | Event::Switchover
+                | Event::HandOver
+                | Event::CancelHandOver,
+            ) => {}
             (State::Backup, Event::Priority(p)) => {
                 self.priority = p;
                 // Skew_Time depends on the priority: re-arm from the last advert.
@@ -482,7 +533,9 @@ impl Machine {
                     out.push(Action::SendAdvert { priority: 0 });
                     self.become_backup(now, Reason::Resign, &mut out);
                 } else {
-                    out.push(Action::SendAdvert { priority: p });
+                    out.push(Action::SendAdvert {
+                        priority: self.priority(),
+                    });
                     self.arm(now + self.advert_interval_ns(), &mut out);
                 }
             }
@@ -495,7 +548,7 @@ impl Machine {
     }
 
     fn preempting(&self, now: Nanos) -> bool {
-        self.params.preempt && !self.in_preempt_delay(now)
+        self.params.preempt && !self.yielded && !self.in_preempt_delay(now)
     }
 }
 

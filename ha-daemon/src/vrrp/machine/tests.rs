@@ -468,3 +468,66 @@ fn a_master_re_announces_when_a_lower_priority_rival_advertises_but_not_in_a_sto
         vec![Action::Announce]
     );
 }
+
+/// A master of priority 150 (v3, 100 ms adverts), 198.18.0.1.
+fn master_150() -> Machine {
+    let mut m = backup(params(Version::V3, 150, 10), 0);
+    m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(m.state(), State::Master);
+    m
+}
+
+#[test]
+fn hand_over_advertises_1_and_stays_backup_while_the_new_master_lasts() {
+    let mut m = master_150();
+    let a = m.handle(Event::HandOver, S);
+    assert!(a.contains(&Action::SendAdvert { priority: 1 }));
+    assert_eq!(m.state(), State::Master, "master until a backup takes over");
+    // Later adverts also carry 1, so a preempting backup takes over.
+    let t = m.handle(Event::Timer, m.deadline().unwrap());
+    assert!(t.contains(&Action::SendAdvert { priority: 1 }));
+    // The backup (100) takes over: we yield, with the reason.
+    let b = m.handle(advert("198.18.0.2", 100, 10, 2 * S), 2 * S);
+    assert_eq!(changed(&b), Some((State::Backup, Reason::HandedOver)));
+    assert!(b.contains(&Action::RemoveVips));
+    assert_eq!(m.priority(), 150);
+    // Its adverts at 100 are lower than ours, but we do not preempt back.
+    for k in 0..100 {
+        let at = 2 * S + k * 10 * MS;
+        m.handle(advert("198.18.0.2", 100, 10, at), at);
+        m.handle(Event::Timer, at);
+        assert_eq!(m.state(), State::Backup, "no preemption back at {at}");
+    }
+    // When it dies we take over as usual, and preempt again afterwards.
+    let last = 2 * S + 99 * 10 * MS;
+    let d = m.handle(Event::Timer, last + m.master_down_interval_ns());
+    assert_eq!(changed(&d), Some((State::Master, Reason::MasterDown)));
+    m.handle(advert("198.18.0.2", 100, 10, 5 * S), 5 * S);
+    assert_eq!(m.state(), State::Master);
+}
+
+#[test]
+fn a_backup_preempts_a_master_handing_over() {
+    let mut b = backup(params(Version::V3, 100, 10), 0);
+    b.handle(advert("198.18.0.1", 150, 10, 0), 0);
+    b.handle(advert("198.18.0.1", 1, 10, 10 * MS), 10 * MS);
+    let t = b.handle(Event::Timer, b.deadline().unwrap());
+    assert_eq!(changed(&t), Some((State::Master, Reason::Preempt)));
+}
+
+#[test]
+fn a_cancelled_hand_over_advertises_the_real_priority_again() {
+    let mut m = master_150();
+    m.handle(Event::HandOver, S);
+    let c = m.handle(Event::CancelHandOver, 2 * S);
+    assert!(c.contains(&Action::SendAdvert { priority: 150 }));
+    assert_eq!(m.priority(), 150);
+    assert_eq!(m.state(), State::Master);
+    // A health change meanwhile keeps the hand-over's 1 on the wire.
+    m.handle(Event::HandOver, 3 * S);
+    let p = m.handle(Event::Priority(100), 3 * S);
+    assert!(p.contains(&Action::SendAdvert { priority: 1 }));
+    // A backup ignores it.
+    let mut b = backup(params(Version::V3, 100, 10), 0);
+    assert!(b.handle(Event::HandOver, S).is_empty());
+}
