@@ -160,6 +160,16 @@ impl Probe {
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {VIP}/")))
     }
 
+    /// VIP held, daemon running, Redis role; and the instance's status.
+    fn sample(&self) -> ((bool, bool, String), Option<serde_json::Value>) {
+        let st = self.status();
+        let role = st
+            .as_ref()
+            .and_then(|v| v["redis"]["role"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "not answering".into());
+        ((self.holds_vip(), st.is_some(), role), st)
+    }
+
     /// The daemon's status.json for instance "vi", if the daemon still runs
     /// (a killed daemon leaves its last status behind).
     fn status(&self) -> Option<serde_json::Value> {
@@ -186,24 +196,18 @@ fn unix_ms() -> u128 {
 /// reasons (stamped by the daemon), the daemon stopping, and the Redis role
 /// (from status.json, which the daemon writes every 100 ms).
 fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u128, String)>> {
+    // The state before the fault, taken before it is injected.
+    let mut last: Vec<(bool, bool, String)> = probes.iter().map(|p| p.sample().0).collect();
+    let t0 = Instant::now();
+    let wall0 = unix_ms();
     std::thread::spawn(move || {
-        let t0 = Instant::now();
-        let wall0 = unix_ms();
         let mut events = Vec::new();
-        let mut last: Vec<Option<(bool, bool, String)>> = vec![None; probes.len()];
         let mut seen_transitions: Vec<u128> = vec![wall0; probes.len()];
         while t0.elapsed() < for_ {
             let t = t0.elapsed().as_millis();
             for (i, p) in probes.iter().enumerate() {
                 let h = i + 1;
-                let st = p.status();
-                let now = (
-                    p.holds_vip(),
-                    st.is_some(),
-                    st.as_ref()
-                        .and_then(|v| v["redis"]["role"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "not answering".into()),
-                );
+                let (now, st) = p.sample();
                 if let Some(v) = &st {
                     for tr in v["transitions"].as_array().into_iter().flatten() {
                         let at = tr["at_ms"].as_u64().map_or(0, u128::from);
@@ -220,19 +224,18 @@ fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u12
                         }
                     }
                 }
-                if let Some(before) = &last[i] {
-                    if before.0 != now.0 {
-                        let what = if now.0 { "added" } else { "removed" };
-                        events.push((t, format!("h{h}: VIP {what}")));
-                    }
-                    if before.1 && !now.1 {
-                        events.push((t, format!("h{h}: daemon gone")));
-                    }
-                    if before.2 != now.2 && now.1 {
-                        events.push((t, format!("h{h}: Redis {}", now.2)));
-                    }
+                let before = &last[i];
+                if before.0 != now.0 {
+                    let what = if now.0 { "added" } else { "removed" };
+                    events.push((t, format!("h{h}: VIP {what}")));
                 }
-                last[i] = Some(now);
+                if before.1 && !now.1 {
+                    events.push((t, format!("h{h}: daemon gone")));
+                }
+                if before.2 != now.2 && now.1 {
+                    events.push((t, format!("h{h}: Redis {}", now.2)));
+                }
+                last[i] = now;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -305,7 +308,7 @@ fn main() -> Result<()> {
         println!();
     }
     let mut results = Vec::new();
-    let faults: Vec<Fault> = Fault::ALL.to_vec();
+    let faults: Vec<Fault> = Fault::LAB.to_vec();
     let mut reports: Vec<(Fault, Instant, Instant)> = Vec::new();
     for f in faults {
         let m = c.vip_holder().context("no master")?;

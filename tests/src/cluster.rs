@@ -59,6 +59,9 @@ pub enum Fault {
     /// Planned switchover to the backup (`ha-daemon switchover`; keepalived
     /// has none).
     Switchover,
+    /// Planned switchover started on the master (`ha-daemon switchover` there:
+    /// it hands over to the backup). Lab only; keepalived has none.
+    HandOver,
 }
 
 impl Fault {
@@ -69,6 +72,15 @@ impl Fault {
         Fault::OldMasterBack,
         Fault::Switchover,
     ];
+    /// What the lab plays: the faults, then a hand-over started on the master.
+    pub const LAB: [Fault; 6] = [
+        Fault::RedisKilled,
+        Fault::HostLost,
+        Fault::DaemonKilled,
+        Fault::OldMasterBack,
+        Fault::Switchover,
+        Fault::HandOver,
+    ];
     pub fn label(&self) -> &'static str {
         match self {
             Fault::RedisKilled => "master's Redis killed",
@@ -76,6 +88,7 @@ impl Fault {
             Fault::DaemonKilled => "master's daemon killed",
             Fault::OldMasterBack => "old master back (empty)",
             Fault::Switchover => "planned switchover",
+            Fault::HandOver => "hand-over from the master",
         }
     }
 }
@@ -444,8 +457,13 @@ impl Cluster {
                 let _ = std::fs::remove_dir_all(&data);
                 self.start_redis(m, false)?;
             }
-            Fault::Switchover => {
-                let to = (1..=self.n).find(|&i| i != m).context("a peer")?;
+            Fault::Switchover | Fault::HandOver => {
+                // Run on the backup that takes over, or on the master that hands over.
+                let to = if fault == Fault::HandOver {
+                    m
+                } else {
+                    (1..=self.n).find(|&i| i != m).context("a peer")?
+                };
                 let cfg = self
                     .config(to)
                     .context("keepalived has no planned switchover")?;

@@ -54,6 +54,8 @@ fn the_lab_shows_each_fault_with_numbers_and_leaves_nothing_behind() {
         "== master's daemon killed",
         "== old master back (empty)",
         "== planned switchover",
+        "== hand-over from the master",
+        "handed over (planned switchover away from this node)",
         "| master's Redis killed | ",
         "never went back: true",
         "ip netns exec",
