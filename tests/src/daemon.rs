@@ -151,6 +151,23 @@ impl Daemon {
             self.proc.log()
         );
     }
+
+    /// Waits until this backup's Redis receives the master's replication
+    /// stream, not just until its full sync ended: Redis may start streaming
+    /// up to 1 s after a diskless sync, and writes the master acknowledges
+    /// before that die with it. Panics with the log otherwise.
+    pub fn wait_streaming(&self, instance: &str, timeout: Duration) {
+        let ok = wait_for(timeout, || {
+            (self.instance(instance)?["redis"]["streaming"] == true).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{}: instance {instance}: the master's stream never reached the local Redis within {timeout:?} (status {:?})\n{}",
+            self.name,
+            self.instance(instance),
+            self.proc.log()
+        );
+    }
 }
 
 /// keepalived from Debian, as a VRRP peer.

@@ -57,15 +57,7 @@ impl Cluster {
         // Faults start once h1's writes stream to h2, not just once the full
         // sync is done (Redis may start the stream up to 1 s later): the
         // daemon shows it, and holds preemption until then.
-        let n2 = c.nodes[1].as_ref().expect("n2");
-        assert!(
-            wait_for(Duration::from_secs(5), || {
-                (n2.instance("vi")?["redis"]["streaming"] == true).then_some(())
-            })
-            .is_some(),
-            "n2 never saw h1's stream reach its Redis: {:?}",
-            n2.instance("vi")
-        );
+        c.node(2).wait_streaming("vi", Duration::from_secs(5));
         c
     }
 
@@ -553,6 +545,8 @@ fn password_protected_redis_replicates_and_fails_over_and_the_password_is_never_
         redis::wait_replicating_auth(lan.host(2), Some(PASS)),
         "replica link up with AUTH"
     );
+    // As in every other fault here: not before h1's writes stream to h2.
+    n2.wait_streaming("vi", Duration::from_secs(5));
     let w = Writer::start_auth(
         &lan.host(3).ns,
         format!("{VIP}:6379").parse().unwrap(),
