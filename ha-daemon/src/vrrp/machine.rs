@@ -421,6 +421,10 @@ impl Machine {
                     }
                     self.master = Some(from);
                     self.resigned = false;
+                    // Another master now (the failed one returned above): its
+                    // failure is over, or a returning failed master would be
+                    // ignored and we would take over from it as "Redis down".
+                    self.failed_master = None;
                     // Keep the latest arrival: adverts can be handed over out of order
                     // when the kernel stamp and the socket are read separately.
                     let last = self.last_advert.map_or(at, |l| l.max(at));

@@ -379,6 +379,28 @@ fn a_failed_master_redis_takes_over_after_skew_time_despite_its_adverts() {
 }
 
 #[test]
+fn a_failed_master_that_comes_back_after_another_took_over_is_followed_again() {
+    // Three nodes: A (150) loses its Redis, B (100) takes over, and we (C, 50)
+    // follow B. When A returns and preempts, B goes silent: we must follow A,
+    // not take over because of A's failure long ago.
+    let (a, b) = ("198.18.0.2", "198.18.0.3");
+    let mut m = backup(params(Version::V3, 50, 100), 0);
+    m.handle(advert(a, 150, 100, S), S);
+    m.handle(Event::MasterFailed { from: ip(a) }, 2 * S);
+    m.handle(advert(b, 100, 100, 2 * S + 400 * MS), 2 * S + 400 * MS);
+    // A's Redis is back and A advertises again; B yields to it.
+    for t in 3..12 {
+        m.handle(advert(a, 150, 100, t * S), t * S);
+        let acts = m.handle(Event::Timer, t * S + 500 * MS);
+        assert_eq!(changed(&acts), None, "took over at {t}.5 s");
+    }
+    assert_eq!(m.state(), State::Backup);
+    // A is a master like any other now: when it goes silent, it is master down.
+    let t = m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(changed(&t), Some((State::Master, Reason::MasterDown)));
+}
+
+#[test]
 fn preempt_hold_follows_a_lower_master_until_released() {
     let mut m = backup(params(Version::V3, 200, 100), 0);
     m.handle(Event::PreemptHold(true), 0);
