@@ -155,6 +155,20 @@ impl Cluster {
     /// the only master, and every other Redis receives its writes (streaming,
     /// not just synced: Redis may start the stream up to 1 s after a sync).
     pub fn wait_healthy(&self, master: Option<usize>, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        // A failback can start between the role check and the probe write
+        // (READONLY): the whole check is retried until the deadline.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.healthy_once(master, left) {
+                Ok(m) => return Ok(m),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn healthy_once(&self, master: Option<usize>, timeout: Duration) -> Result<usize> {
         let n = self.n;
         let m = wait_for(timeout, || {
             let m = self.vip_holder()?;
@@ -209,11 +223,18 @@ impl Cluster {
                 .duration_since(std::time::UNIX_EPOCH)
                 .ok()?
                 .as_millis();
-            (1..=self.n)
-                .all(|i| {
-                    let Some(st) = self.status(i) else {
-                        return false;
-                    };
+            let statuses: Vec<_> = (1..=self.n)
+                .map(|i| self.status(i))
+                .collect::<Option<_>>()?;
+            // Preemption is on: until the highest priority holds the VIP,
+            // a failback is still to come.
+            let prio = |st: &serde_json::Value| st["effective_priority"].as_u64().unwrap_or(0);
+            let top = statuses.iter().map(prio).max()?;
+            let master_is_top = statuses
+                .iter()
+                .any(|st| st["state"] == "Master" && prio(st) == top);
+            (master_is_top
+                && statuses.iter().all(|st| {
                     let quiet = st["transitions"]
                         .as_array()
                         .and_then(|t| t.last())
@@ -221,8 +242,8 @@ impl Cluster {
                         .is_none_or(|at| now > u128::from(at) + 500);
                     let streaming = st["state"] != "Backup" || st["redis"]["streaming"] == true;
                     quiet && streaming
-                })
-                .then_some(())
+                }))
+            .then_some(())
         });
         anyhow::ensure!(
             settled.is_some(),
