@@ -278,16 +278,27 @@ impl Machine {
     }
 
     fn become_master(&mut self, now: Nanos, reason: Reason, out: &mut Vec<Action>) {
-        // RFC 5798 6.4.1 sends the advert first. The VIPs and the first
-        // announcement go first here: when the old master is alive (preempt,
-        // switchover) our advert makes it drop the VIP at once, and clients
-        // must already send to us by then, or their packets to it are lost
-        // until TCP retransmits (200 ms).
-        out.push(Action::AddVips);
-        out.push(Action::Announce);
-        out.push(Action::SendAdvert {
+        let advert = Action::SendAdvert {
             priority: self.priority(),
-        });
+        };
+        if matches!(
+            reason,
+            Reason::Preempt | Reason::Switchover | Reason::AddressOwner
+        ) {
+            // The old master is alive: our advert makes it drop the VIP at
+            // once, and clients must already send to us by then, or their
+            // packets to it are lost until TCP retransmits (200 ms).
+            out.push(Action::AddVips);
+            out.push(Action::Announce);
+            out.push(advert);
+        } else {
+            // The master is gone (RFC 5798 6.4.1 order): the advert first, so
+            // a lower backup whose timer runs out a Skew_Time difference
+            // later (2 ms with 10 ms adverts) hears us before it takes over.
+            out.push(advert);
+            out.push(Action::AddVips);
+            out.push(Action::Announce);
+        }
         self.master = None;
         self.resigned = false;
         self.failed_master = None;

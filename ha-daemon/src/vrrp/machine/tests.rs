@@ -91,12 +91,14 @@ fn master_down_timer_expiry_takes_over_with_advert_vips_and_announcement() {
     );
     let a = m.handle(Event::Timer, d);
     assert_eq!(changed(&a), Some((State::Master, Reason::MasterDown)));
+    // The master is gone: the advert goes first, so lower backups hear it
+    // before their own (slightly longer) timers run out.
     assert_eq!(
         &a[..3],
         &[
+            Action::SendAdvert { priority: 100 },
             Action::AddVips,
             Action::Announce,
-            Action::SendAdvert { priority: 100 },
         ]
     );
     assert_eq!(
@@ -181,6 +183,16 @@ fn preempt_lets_a_lower_priority_master_time_out() {
     );
     let t = m.handle(Event::Timer, d0);
     assert_eq!(changed(&t), Some((State::Master, Reason::Preempt)));
+    // The old master is alive and drops the VIP on our advert: clients must
+    // already be told to send to us.
+    assert_eq!(
+        &t[..3],
+        &[
+            Action::AddVips,
+            Action::Announce,
+            Action::SendAdvert { priority: 200 },
+        ]
+    );
 }
 
 #[test]
