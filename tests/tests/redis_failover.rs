@@ -411,6 +411,51 @@ fn two_failovers_two_seconds_apart_lose_nothing() {
     check("two failovers 2 s apart", &r, c.counter(), fault);
 }
 
+/// A node that preempts pauses the old master's Redis, re-points it, then
+/// unpauses it. Killed in between (seen in the 3-host lab: the host lost just
+/// as it failed back), it leaves that Redis paused for catchup + 2 s. When the
+/// paused node takes over again, its Redis must take writes at once.
+#[test]
+fn a_pause_left_by_a_promoter_that_died_does_not_block_the_new_master() {
+    let mut c = Cluster::new();
+    let w = c.writer();
+    std::thread::sleep(Duration::from_millis(300));
+    // What a promoter that died leaves behind: the writes paused, h2 holding
+    // everything h1 acknowledged, and h2's Redis paused too. (A paused replica
+    // also stops applying its master's stream, so h1 is paused first.)
+    let offset = |i: usize| {
+        redis::cli(c.host(i), &["INFO", "replication"])
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("master_repl_offset:")?
+                    .parse::<u64>()
+                    .ok()
+            })
+    };
+    let fault = Instant::now();
+    for i in [1, 2] {
+        if i == 2 {
+            let caught = wait_for(Duration::from_secs(2), || {
+                let h1 = offset(1)?;
+                (offset(2)? >= h1).then_some(())
+            });
+            assert!(caught.is_some(), "h2 did not catch up with the paused h1");
+        }
+        let paused = redis::cli(c.host(i), &["CLIENT", "PAUSE", "30000", "WRITE"]).unwrap();
+        assert_eq!(paused, "OK");
+    }
+    c.node(1).proc.signal(libc::SIGKILL);
+    c.redis[0].as_ref().unwrap().signal(libc::SIGKILL);
+    c.host(1).ns.ip(&["link", "set", "eth0", "down"]).unwrap();
+    c.node(2).wait_state("vi", "Master", Duration::from_secs(5));
+    // Well inside the 30 s pause.
+    std::thread::sleep(Duration::from_millis(2000));
+    let r = w.stop();
+    check("new master paused by a dead peer", &r, c.counter(), fault);
+}
+
 #[test]
 fn planned_switchover_loses_nothing_and_reports_the_pause() {
     let mut c = Cluster::new();

@@ -85,6 +85,9 @@ pub struct Agent {
     holding: Option<bool>,
     /// A promotion refused by the empty-master guard: not retried before this.
     promote_backoff: Option<Instant>,
+    /// This mastership term has lifted any pause on the local Redis (see
+    /// `unpause_once`).
+    unpaused: bool,
     conn: Option<Conn>,
     /// Whether the master's stream reaches the local replica (own task).
     stream: StreamCheck,
@@ -137,6 +140,7 @@ impl Agent {
             status,
             holding: None,
             promote_backoff: None,
+            unpaused: false,
             conn: None,
             guard_logged: None,
         })
@@ -295,6 +299,11 @@ impl Agent {
                 self.local_role().await
             }
         };
+        if view.state != State::Master {
+            self.unpaused = false;
+        } else if matches!(role, Some(Role::Master { .. })) {
+            self.unpause_once().await;
+        }
         let port = self.cfg.port;
         if let Some(role) = role {
             // Preempting is for a Redis in sync with the master it replaces.
@@ -359,6 +368,27 @@ impl Agent {
             self.holding = Some(hold);
             tracing::debug!(instance = %self.instance, "preemption {}", if hold { "held: local Redis not in sync" } else { "allowed" });
             let _ = self.signals.send(Signal::HoldPreempt(hold)).await;
+        }
+    }
+
+    /// Once per mastership term, with the local Redis a master: lift a write
+    /// pause left on it. A peer that paused it to take over from us and died
+    /// before unpausing leaves it for `catchup_timeout_ms` + 2 s, and writes
+    /// through the VIP would wait that long on the new master. Only at the
+    /// start of a term: later, a pause comes from a peer preempting us.
+    async fn unpause_once(&mut self) {
+        if self.unpaused {
+            return;
+        }
+        let Some(c) = self.local_conn().await else {
+            return;
+        };
+        match c.unpause().await {
+            Ok(()) => self.unpaused = true,
+            Err(e) => {
+                tracing::warn!(instance = %self.instance, "{e}");
+                self.conn = None;
+            }
         }
     }
 
