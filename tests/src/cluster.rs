@@ -227,9 +227,13 @@ impl Cluster {
                 .map(|i| self.status(i))
                 .collect::<Option<_>>()?;
             // Preemption is on: until the highest priority holds the VIP,
-            // a failback is still to come.
+            // a failback is still to come. A backup's configured priority
+            // counts too: one whose Redis just restarted advertises less
+            // until its health checks pass, then preempts (a fault injected
+            // then hits the node that is taking over, mid-promotion).
             let prio = |st: &serde_json::Value| st["effective_priority"].as_u64().unwrap_or(0);
-            let top = statuses.iter().map(prio).max()?;
+            let base = |st: &serde_json::Value| st["priority"].as_u64().unwrap_or(0);
+            let top = statuses.iter().map(|st| prio(st).max(base(st))).max()?;
             let master_is_top = statuses
                 .iter()
                 .any(|st| st["state"] == "Master" && prio(st) == top);
