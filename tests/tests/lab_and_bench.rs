@@ -82,6 +82,45 @@ fn the_lab_shows_each_fault_with_numbers_and_leaves_nothing_behind() {
     assert!(!workspace_root().join("target/lab/kept.txt").exists());
 }
 
+/// `--hosts 3`: a master and two replicas. With three nodes a backup must
+/// follow whichever node is master, the returning one included (a stale
+/// "failed master" once made h3 take over at failback), and every fault
+/// still loses nothing.
+#[test]
+fn the_three_host_lab_loses_no_write_and_cleans_up() {
+    require_root();
+    let out = example("lab").args(["--hosts", "3"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "starting: 3 Redis hosts",
+        "  h3 198.18.0.3 ",
+        "== hand-over from the master",
+        "never went back: true",
+        "cleaned up",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("---") && !l.starts_with("| fault"))
+        .collect();
+    assert_eq!(rows.len(), 6, "one result row per fault:\n{text}");
+    for l in rows {
+        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+        assert_eq!(cols[3], "0", "lost writes: {l}");
+    }
+    assert!(
+        lab_namespaces().is_empty(),
+        "left behind: {:?}",
+        lab_namespaces()
+    );
+}
+
 #[test]
 fn ctrl_c_in_the_lab_cleans_up() {
     require_root();
