@@ -401,7 +401,10 @@ impl Driver {
         }
         if let Some((a, p)) = want {
             match x.maps.watch_endpoint(a, p) {
-                Ok(()) => self.watched = want,
+                Ok(()) => {
+                    tracing::debug!(instance = %self.cfg.name, "XDP watches the master's Redis {a}:{p} for FIN/RST");
+                    self.watched = want;
+                }
                 Err(e) => tracing::warn!(instance = %self.cfg.name, "watching {a}:{p}: {e}"),
             }
         }
