@@ -253,6 +253,12 @@ fn window(r: &Report, from: Instant, to: Instant) -> Report {
             .filter(|(t, _)| *t >= from && *t <= to)
             .copied()
             .collect(),
+        error_log: r
+            .error_log
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .cloned()
+            .collect(),
         ..Default::default()
     }
 }
@@ -336,6 +342,7 @@ fn main() -> Result<()> {
     println!("== results (client's view; writes through the VIP)");
     println!("| fault | longest write gap | acknowledged writes lost | writes after |");
     println!("| --- | --- | --- | --- |");
+    let mut slow = Vec::new();
     for (f, t0, end) in reports {
         let part = window(&r, t0 - Duration::from_secs(1), end);
         let o = cluster::judge(&part, t0, end, final_value.max(part.last()), Duration::ZERO);
@@ -346,7 +353,18 @@ fn main() -> Result<()> {
             o.lost,
             o.writes_after
         );
+        // Longer than a failover and the client's reconnect: say what the
+        // client saw meanwhile.
+        if o.longest_gap_ms >= 300.0 {
+            slow.push((f, part.errors_in_longest_gap()));
+        }
         results.push(o);
+    }
+    for (f, errors) in slow {
+        println!("client errors in the longest gap of '{}':", f.label());
+        for e in errors.iter().take(12) {
+            println!("  {e}");
+        }
     }
     println!(
         "total: {} writes acknowledged; the counter is {final_value} (never went back: {})",

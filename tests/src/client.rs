@@ -19,9 +19,13 @@ pub struct Report {
     /// Every acknowledged INCR: when, and the value Redis returned.
     pub acked: Vec<(Instant, i64)>,
     pub errors: u64,
-    /// What went wrong and when (the first few hundred), to explain a gap.
+    /// What went wrong and when (up to `ERROR_LOG_MAX`), to explain a gap.
     pub error_log: Vec<(Instant, String)>,
 }
+
+/// Enough for the lab's six faults (a failover is a few hundred READONLY
+/// replies at most); a few MB at worst.
+const ERROR_LOG_MAX: usize = 50_000;
 
 impl Report {
     /// Acknowledged values that were not above the one before: writes the
@@ -68,20 +72,33 @@ impl Report {
 
     fn error(&mut self, what: String) {
         self.errors += 1;
-        if self.error_log.len() < 500 {
+        if self.error_log.len() < ERROR_LOG_MAX {
             self.error_log.push((Instant::now(), what));
         }
     }
 
-    /// The errors inside the longest gap, with their time into it.
+    /// The errors inside the longest gap, with their time into it; a run of
+    /// the same error is one line with its count.
     pub fn errors_in_longest_gap(&self) -> Vec<String> {
         let Some(w) = self.acked.windows(2).max_by_key(|w| w[1].0 - w[0].0) else {
             return Vec::new();
         };
-        self.error_log
+        let mut out: Vec<(Duration, &str, usize)> = Vec::new();
+        for (t, e) in self
+            .error_log
             .iter()
             .filter(|(t, _)| *t > w[0].0 && *t < w[1].0)
-            .map(|(t, e)| format!("+{:?} {e}", *t - w[0].0))
+        {
+            match out.last_mut() {
+                Some(last) if last.1 == e => last.2 += 1,
+                _ => out.push((*t - w[0].0, e, 1)),
+            }
+        }
+        out.into_iter()
+            .map(|(t, e, n)| match n {
+                1 => format!("+{} ms {e}", t.as_millis()),
+                n => format!("+{} ms {e} (×{n})", t.as_millis()),
+            })
             .collect()
     }
 
