@@ -223,7 +223,13 @@ impl Writer {
                             Ok(c)
                         });
                         match authed {
-                            Ok(c) => conn = Some(c),
+                            Ok(c) => {
+                                // Not an error, but when it happened explains a gap.
+                                if r.errors > 0 && r.error_log.len() < ERROR_LOG_MAX {
+                                    r.error_log.push((Instant::now(), "(connected)".into()));
+                                }
+                                conn = Some(c);
+                            }
                             Err(e) => {
                                 r.error(format!("connect: {e}"));
                                 std::thread::sleep(Duration::from_millis(2));
