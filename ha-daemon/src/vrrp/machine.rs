@@ -425,7 +425,11 @@ impl Machine {
                     || self.yielded
                     || priority >= self.priority()
                     || self.in_preempt_delay(at)
-                    || self.preempt_hold
+                    // The hold keeps a live master from being preempted by
+                    // stale data; a lower backup racing us for a resigned or
+                    // failed master's place is not that (our Redis just lost
+                    // its link to the same master as its).
+                    || (self.preempt_hold && !self.resigned && self.failed_master.is_none())
                 {
                     if self.params.version == Version::V3 {
                         self.master_adver_cs = interval_cs;
