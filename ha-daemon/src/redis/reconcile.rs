@@ -517,6 +517,13 @@ impl Agent {
             self.set_status(|r| r.guard = Some(why));
             return Ok(());
         }
+        // Still master after the catch-up? A master that was only late with
+        // its adverts is back and we yielded: promoting now would only make it
+        // take its Redis back through the same pause (the caller unpauses it).
+        if self.view.borrow().state != State::Master {
+            tracing::info!(instance = %self.instance, "promotion abandoned: no longer VRRP master; old master {old} unpaused");
+            return Ok(());
+        }
         // 3. Promote; 4. the old master follows us; its paused clients get READONLY.
         let Some(c) = self.local_conn().await else {
             return Ok(());
