@@ -19,6 +19,13 @@ const NS_PER_CS: u64 = 10_000_000;
 /// At most one re-announcement per this long because of lower-priority
 /// rivals: a peer stuck advertising as master must not cause a GARP storm.
 const RIVAL_ANNOUNCE_EVERY_NS: u64 = 500_000_000;
+/// A preempting backup waits this much more per priority step below 255
+/// once its timer runs out. Several backups can outrank a live master at once
+/// (a hand-over advertises 1; a node returning while a low one is master):
+/// RFC Skew_Times are 0.4 ms apart per 10 priority steps at 10 ms adverts,
+/// less than the few ms a preempting master spends on its VIPs and GARP
+/// before its first advert, so a lower one preempted too and both promoted.
+const PREEMPT_STEP_NS: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum State {
@@ -188,6 +195,8 @@ pub struct Machine {
     handing_over: bool,
     /// Handed over: no preempting back while this master lasts.
     yielded: bool,
+    /// A preemption waits until then (`PREEMPT_STEP_NS`).
+    preempt_at: Option<Nanos>,
     /// When we last re-announced because of a lower-priority rival master.
     rival_announced: Option<Nanos>,
 }
@@ -211,6 +220,7 @@ impl Machine {
             boost: None,
             handing_over: false,
             yielded: false,
+            preempt_at: None,
             rival_announced: None,
         }
     }
@@ -304,6 +314,7 @@ impl Machine {
         self.failed_master = None;
         self.handing_over = false;
         self.yielded = false;
+        self.preempt_at = None;
         self.arm(now + self.advert_interval_ns(), out);
         self.go(State::Master, reason, out);
     }
@@ -324,6 +335,7 @@ impl Machine {
         };
         self.last_advert = Some(now);
         self.resigned = false;
+        self.preempt_at = None;
         self.arm(now + self.master_down_interval_ns(), out);
         self.go(State::Backup, reason, out);
     }
@@ -391,6 +403,16 @@ impl Machine {
                     self.arm(now + self.master_down_interval_ns(), &mut out);
                     return out;
                 }
+                if reason == Reason::Preempt {
+                    let at = *self
+                        .preempt_at
+                        .get_or_insert(now + u64::from(255 - self.priority()) * PREEMPT_STEP_NS);
+                    if now < at {
+                        // The master lives and serves meanwhile: no write waits.
+                        self.arm(at, &mut out);
+                        return out;
+                    }
+                }
                 self.become_master(now, reason, &mut out);
             }
             (State::Master, Event::Timer) => {
@@ -436,6 +458,7 @@ impl Machine {
                     }
                     self.master = Some(from);
                     self.resigned = false;
+                    self.preempt_at = None;
                     // Another master now (the failed one returned above): its
                     // failure is over, or a returning failed master would be
                     // ignored and we would take over from it as "Redis down".
