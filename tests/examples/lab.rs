@@ -246,17 +246,13 @@ fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u12
 
 /// The writer's report for the window [from, to].
 fn window(r: &Report, from: Instant, to: Instant) -> Report {
+    let within = |t: &Instant| (from..=to).contains(t);
     Report {
-        acked: r
-            .acked
-            .iter()
-            .filter(|(t, _)| *t >= from && *t <= to)
-            .copied()
-            .collect(),
+        acked: r.acked.iter().filter(|(t, _)| within(t)).copied().collect(),
         error_log: r
             .error_log
             .iter()
-            .filter(|(t, _)| *t >= from && *t <= to)
+            .filter(|(t, _)| within(t))
             .cloned()
             .collect(),
         ..Default::default()

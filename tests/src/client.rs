@@ -72,6 +72,11 @@ impl Report {
 
     fn error(&mut self, what: String) {
         self.errors += 1;
+        self.log(what);
+    }
+
+    /// Into the error log, not counted as an error (a reconnect).
+    fn log(&mut self, what: String) {
         if self.error_log.len() < ERROR_LOG_MAX {
             self.error_log.push((Instant::now(), what));
         }
@@ -225,8 +230,8 @@ impl Writer {
                         match authed {
                             Ok(c) => {
                                 // Not an error, but when it happened explains a gap.
-                                if r.errors > 0 && r.error_log.len() < ERROR_LOG_MAX {
-                                    r.error_log.push((Instant::now(), "(connected)".into()));
+                                if r.errors > 0 {
+                                    r.log("(connected)".into());
                                 }
                                 conn = Some(c);
                             }

@@ -21,6 +21,37 @@ fn example(name: &str) -> Command {
     c
 }
 
+/// Runs the lab example with `args`; it must succeed. Its output.
+fn run_lab(args: &[&str]) -> String {
+    let out = example("lab").args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The rows of the lab's results table (one per fault); each must show no
+/// acknowledged write lost.
+fn assert_no_write_lost(text: &str) -> usize {
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("| ")
+                && l.ends_with(" |")
+                && !l.contains("---")
+                && !l.starts_with("| fault")
+        })
+        .collect();
+    for l in &rows {
+        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+        assert_eq!(cols[3], "0", "lost writes: {l}");
+    }
+    rows.len()
+}
+
 /// The lab's namespaces that exist now.
 fn lab_namespaces() -> Vec<String> {
     std::fs::read_dir("/run/netns")
@@ -38,13 +69,7 @@ fn lab_namespaces() -> Vec<String> {
 #[test]
 fn the_lab_shows_each_fault_with_numbers_and_leaves_nothing_behind() {
     require_root();
-    let out = example("lab").arg("--keep").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_lab(&["--keep"]);
     for want in [
         "cluster up",
         "== master's Redis killed (on h1)",
@@ -64,12 +89,7 @@ fn the_lab_shows_each_fault_with_numbers_and_leaves_nothing_behind() {
         assert!(text.contains(want), "{want:?} missing from\n{text}");
     }
     // No fault lost an acknowledged write.
-    for l in text.lines().filter(|l| {
-        l.starts_with("| ") && l.ends_with(" |") && !l.contains("---") && !l.starts_with("| fault")
-    }) {
-        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-        assert_eq!(cols[3], "0", "lost writes: {l}");
-    }
+    assert_no_write_lost(&text);
     // --keep: still there and usable.
     assert!(lab_namespaces().len() >= 4, "{:?}", lab_namespaces());
     let down = example("lab").arg("down").output().unwrap();
@@ -89,13 +109,7 @@ fn the_lab_shows_each_fault_with_numbers_and_leaves_nothing_behind() {
 #[test]
 fn the_three_host_lab_loses_no_write_and_cleans_up() {
     require_root();
-    let out = example("lab").args(["--hosts", "3"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_lab(&["--hosts", "3"]);
     for want in [
         "starting: 3 Redis hosts",
         "  h3 198.18.0.3 ",
@@ -105,15 +119,11 @@ fn the_three_host_lab_loses_no_write_and_cleans_up() {
     ] {
         assert!(text.contains(want), "{want:?} missing from\n{text}");
     }
-    let rows: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.contains("---") && !l.starts_with("| fault"))
-        .collect();
-    assert_eq!(rows.len(), 6, "one result row per fault:\n{text}");
-    for l in rows {
-        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-        assert_eq!(cols[3], "0", "lost writes: {l}");
-    }
+    assert_eq!(
+        assert_no_write_lost(&text),
+        6,
+        "one result row per fault:\n{text}"
+    );
     assert!(
         lab_namespaces().is_empty(),
         "left behind: {:?}",

@@ -442,40 +442,32 @@ fn preempt_hold_follows_a_lower_master_until_released() {
 }
 
 #[test]
-fn preempt_hold_does_not_let_a_lower_backup_win_a_resigned_masters_place() {
-    // Three nodes: A (150) resigns; we (100) and C (50) race on Skew_Time. Our
-    // Redis lost its link to A's, so preemption is held; C's timer fires
-    // first (a late wake-up here) and it advertises. We still take over at our
-    // Skew_Time: C is not a live master we would preempt, it is another
-    // backup taking the resigned master's place.
+fn preempt_hold_does_not_let_a_lower_backup_win_a_gone_masters_place() {
+    // Three nodes: A (150) resigns, or its Redis dies while its daemon stays
+    // silent about it; we (100) and C (50) race on Skew_Time. Our Redis lost
+    // its link to A's, so preemption is held; C's timer fires first (a late
+    // wake-up here) and it advertises. We still take over at our Skew_Time:
+    // C is not a live master we would preempt, it is another backup taking
+    // the gone master's place.
     let (a, c) = ("198.18.0.2", "198.18.0.4");
-    let mut m = backup(params(Version::V3, 100, 100), 0);
-    m.handle(advert(a, 150, 100, S), S);
-    m.handle(advert(a, 0, 100, 2 * S), 2 * S);
-    m.handle(Event::PreemptHold(true), 2 * S + MS);
-    let skew = m.skew_time_ns();
-    m.handle(advert(c, 50, 100, 2 * S + 5 * MS), 2 * S + 5 * MS);
-    assert_eq!(
-        m.deadline(),
-        Some(2 * S + skew),
-        "C's advert moved our timer"
-    );
-    let t = m.handle(Event::Timer, 2 * S + skew);
-    assert_eq!(changed(&t), Some((State::Master, Reason::MasterResigned)));
-}
-
-#[test]
-fn preempt_hold_does_not_let_a_lower_backup_win_a_failed_masters_place() {
-    // The same race when A's Redis died and its daemon stays silent about it.
-    let (a, c) = ("198.18.0.2", "198.18.0.4");
-    let mut m = backup(params(Version::V3, 100, 100), 0);
-    m.handle(advert(a, 150, 100, S), S);
-    m.handle(Event::MasterFailed { from: ip(a) }, 2 * S);
-    m.handle(Event::PreemptHold(true), 2 * S + MS);
-    let skew = m.skew_time_ns();
-    m.handle(advert(c, 50, 100, 2 * S + 5 * MS), 2 * S + 5 * MS);
-    let t = m.handle(Event::Timer, 2 * S + skew);
-    assert_eq!(changed(&t), Some((State::Master, Reason::MasterRedisDown)));
+    for (gone, reason) in [
+        (advert(a, 0, 100, 2 * S), Reason::MasterResigned),
+        (Event::MasterFailed { from: ip(a) }, Reason::MasterRedisDown),
+    ] {
+        let mut m = backup(params(Version::V3, 100, 100), 0);
+        m.handle(advert(a, 150, 100, S), S);
+        m.handle(gone, 2 * S);
+        m.handle(Event::PreemptHold(true), 2 * S + MS);
+        let skew = m.skew_time_ns();
+        m.handle(advert(c, 50, 100, 2 * S + 5 * MS), 2 * S + 5 * MS);
+        assert_eq!(
+            m.deadline(),
+            Some(2 * S + skew),
+            "C's advert moved our timer ({reason:?})"
+        );
+        let t = m.handle(Event::Timer, 2 * S + skew);
+        assert_eq!(changed(&t), Some((State::Master, reason)));
+    }
 }
 
 #[test]
