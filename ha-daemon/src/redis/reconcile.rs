@@ -25,13 +25,19 @@ use super::{
     role::Role,
     stream::StreamCheck,
 };
-use crate::{config::RedisConf, status::Shared, vrrp::machine::State};
+use crate::{
+    config::RedisConf,
+    status::Shared,
+    vrrp::machine::{Reason, State},
+};
 
 /// What the VRRP side says, for the Redis side to follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct View {
     pub state: State,
     pub master: Option<IpAddr>,
+    /// Why the VRRP side entered `state`.
+    pub reason: Option<Reason>,
 }
 
 /// What the Redis side tells the VRRP side.
@@ -67,7 +73,14 @@ pub struct RedisStatus {
 }
 
 const PEER_TIMEOUT: Duration = Duration::from_millis(300);
+/// A live old master (preempted, switched over, its daemon gone) answers in
+/// well under 1 ms on a LAN; this bounds a peer that is slow, not dead.
 const OLD_MASTER_CONNECT: Duration = Duration::from_millis(100);
+/// After the master went silent (no adverts: most likely its host is gone),
+/// how long the promotion gives its Redis to answer, while it prepares the
+/// local side: a live peer on the LAN answers in a few ms, a dead one never,
+/// and every ms spent here is a ms without a writable master.
+const SILENT_MASTER_PROBE: Duration = Duration::from_millis(5);
 
 pub struct Agent {
     instance: String,
@@ -443,15 +456,38 @@ impl Agent {
     async fn promote(&mut self, old: Endpoint) -> Result<(), super::client::RedisError> {
         let start = Instant::now();
         let deadline = Duration::from_millis(self.cfg.catchup_timeout_ms);
-        // A dead old master (host lost) costs this much before the local
-        // promotion; a live one on the LAN answers in well under 1 ms.
-        let mut old_conn = match old.connect(OLD_MASTER_CONNECT).await {
-            Ok(mut oc) => match oc.role().await {
-                Ok(Role::Master { .. }) => Some(oc),
-                _ => None,
-            },
-            Err(e) => {
+        let silent = self.view.borrow().reason == Some(Reason::MasterDown);
+        let budget = if silent {
+            SILENT_MASTER_PROBE
+        } else {
+            OLD_MASTER_CONNECT
+        };
+        // The old master is asked while the local connection is made ready:
+        // a dead one costs at most `budget`, not a TCP timeout before the
+        // local promotion.
+        let probe_ep = old.clone();
+        let probe = tokio::spawn(async move {
+            tokio::time::timeout(budget, async {
+                let mut oc = probe_ep.connect(budget).await?;
+                let role = oc.role().await?;
+                Ok::<_, super::client::RedisError>((oc, role))
+            })
+            .await
+        });
+        let _ = self.local_conn().await;
+        let mut old_conn = match probe.await {
+            Ok(Ok(Ok((oc, Role::Master { .. })))) => Some(oc),
+            Ok(Ok(Ok(_))) => None,
+            Ok(Ok(Err(e))) => {
                 tracing::debug!(instance = %self.instance, "after {:?}: {e}", start.elapsed());
+                None
+            }
+            Ok(Err(_)) => {
+                tracing::info!(instance = %self.instance, "the old master {old} did not answer within {budget:?} (the master went silent): promoting without it");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(instance = %self.instance, "probing the old master {old}: {e}");
                 None
             }
         };

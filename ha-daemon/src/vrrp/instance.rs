@@ -10,7 +10,7 @@ use std::{
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    machine::{Action, Event, Machine, Params, State},
+    machine::{Action, Event, Machine, Params, Reason, State},
     packet::{self, AUTH_NONE, AUTH_SIMPLE, Advert, MCAST_V4, MCAST_V6},
     socket::VrrpSocket,
 };
@@ -73,6 +73,9 @@ pub struct Driver {
     vips: Vec<Vip>,
     /// TLS to the master's Redis, for the FIN/RST check.
     redis_tls: Option<crate::redis::tls::Tls>,
+    /// Why the machine entered its current state (the Redis side promotes
+    /// differently after a silent master).
+    entered_for: Option<Reason>,
 }
 
 impl Driver {
@@ -125,6 +128,7 @@ impl Driver {
             status,
             vips,
             redis_tls: cfg_redis_tls,
+            entered_for: None,
         }
     }
 
@@ -135,6 +139,7 @@ impl Driver {
         let (tx, rx) = watch::channel(View {
             state: State::Initialize,
             master: None,
+            reason: None,
         });
         self.view_tx = Some(tx);
         rx
@@ -374,6 +379,7 @@ impl Driver {
             let v = View {
                 state: self.machine.state(),
                 master: self.machine.master(),
+                reason: self.entered_for,
             };
             tx.send_if_modified(|cur| {
                 let changed = *cur != v;
@@ -439,6 +445,7 @@ impl Driver {
                 }
                 Action::ArmTimer { .. } | Action::CancelTimer => {}
                 Action::StateChanged { from, to, reason } => {
+                    self.entered_for = Some(reason);
                     tracing::info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "{from} -> {to}: {reason}");
                     let hook = match to {
                         State::Master => Hook::Master,
