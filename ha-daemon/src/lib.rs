@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod quorum;
 pub mod redis;
 pub mod status;
 pub mod systemd;

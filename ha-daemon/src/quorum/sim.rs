@@ -1,0 +1,689 @@
+//! A seeded simulation that checks the lease (the pure `Candidate` and
+//! `Voter`, as the daemon runs them) under schedules of partitions, message
+//! loss, duplication, reordering and long delays, crashes and reboots,
+//! stalls, and clock rates that drift within the bound and change over time
+//! — in the style of FoundationDB's and TigerBeetle's simulators.
+//!
+//! Real time is the simulator's; every node sees only its own clock. What is
+//! checked, at every step where it could break:
+//! 1. never two holders of the lease at once, as the kernel fence sees it (a
+//!    holder serves while its own clock is below the deadline it wrote,
+//!    also when its daemon is stalled or dead);
+//! 2. no grant outlives its promise: a voter never grants a holder while
+//!    another holder still serves on a lease that voter's promise backs.
+//!
+//! A failing seed prints the trace of what led to the violation.
+use std::{cmp::Reverse, collections::BinaryHeap, net::IpAddr};
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use super::{
+    Nanos,
+    candidate::{Candidate, From, Out, Want},
+    timing::{MAX_PROMISE_NS, Timing},
+    voter::{Answer, Request, Voter},
+};
+
+const MS: Nanos = 1_000_000;
+
+/// A bug planted to show the checker finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    None,
+    /// The lease as long as the promise: no margin for clock-rate drift.
+    NoDriftMargin,
+    /// A restarted voter grants at once instead of waiting out what it may
+    /// have promised before.
+    NoQuietAfterRestart,
+    /// A holder that gives its lease up does not fence itself first.
+    ReleaseWithoutFence,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis_nodes: usize,
+    pub witnesses: usize,
+    pub drift_ppm: u32,
+    pub interval_ns: Nanos,
+    pub duration_ns: Nanos,
+    pub bug: Bug,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            redis_nodes: 2,
+            witnesses: 1,
+            drift_ppm: super::timing::DEFAULT_DRIFT_PPM,
+            interval_ns: 10 * MS,
+            duration_ns: 20_000 * MS,
+            bug: Bug::None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Violation {
+    pub seed: u64,
+    pub at_ns: Nanos,
+    pub what: String,
+    pub trace: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub acquisitions: u64,
+    pub renewals: u64,
+    pub releases: u64,
+    pub messages: u64,
+    pub crashes: u64,
+    pub stalls: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    rate: f64,
+    base_real: Nanos,
+    base_local: Nanos,
+}
+
+impl Clock {
+    fn local(&self, t: Nanos) -> Nanos {
+        self.base_local + ((t - self.base_real) as f64 * self.rate) as Nanos
+    }
+    fn set_rate(&mut self, t: Nanos, rate: f64) {
+        self.base_local = self.local(t);
+        self.base_real = t;
+        self.rate = rate;
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Msg {
+    Req(Request),
+    Ans { id: u64, answer: Answer },
+    Rel { holder: IpAddr, term: u64 },
+}
+
+struct Node {
+    id: IpAddr,
+    redis: bool,
+    clock: Clock,
+    up: bool,
+    stalled_until: Nanos,
+    queued: Vec<(usize, Msg)>,
+    cand: Option<Candidate>,
+    voter: Voter,
+    /// The horizon file: no grant to others before this local time, as
+    /// written by the voter (kept across a daemon restart, lost at reboot).
+    persisted: Nanos,
+    /// The kernel fence's deadline (local time) and the voters backing it.
+    kernel_until: Nanos,
+    support: Vec<From>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Deliver { to: usize, from: usize, seq: u64 },
+    Tick(usize),
+    Fault(u64),
+}
+
+struct Sim {
+    cfg: Config,
+    timing: Timing,
+    rng: StdRng,
+    seed: u64,
+    now: Nanos,
+    nodes: Vec<Node>,
+    queue: BinaryHeap<Reverse<(Nanos, u64, Ev)>>,
+    msgs: std::collections::HashMap<u64, Msg>,
+    next_seq: u64,
+    /// cut[a][b]: a's messages to b are dropped.
+    cut: Vec<Vec<bool>>,
+    loss: f64,
+    trace: Vec<String>,
+    stats: Stats,
+    violation: Option<Violation>,
+}
+
+fn ip(i: usize) -> IpAddr {
+    IpAddr::from([198, 18, 0, (i + 1) as u8])
+}
+
+impl Sim {
+    fn new(cfg: Config, seed: u64) -> Sim {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut timing = Timing::derive(cfg.interval_ns, cfg.drift_ppm);
+        if cfg.bug == Bug::NoDriftMargin {
+            timing.lease_ns = timing.promise_ns;
+        }
+        let n = cfg.redis_nodes + cfg.witnesses;
+        let rho = f64::from(cfg.drift_ppm) / 1e6;
+        let nodes = (0..n)
+            .map(|i| {
+                let redis = i < cfg.redis_nodes;
+                Node {
+                    id: ip(i),
+                    redis,
+                    clock: Clock {
+                        rate: pick_rate(&mut rng, rho),
+                        base_real: 0,
+                        base_local: rng.random_range(0..1_000_000 * MS),
+                    },
+                    up: true,
+                    stalled_until: 0,
+                    queued: Vec::new(),
+                    cand: redis.then(|| Candidate::new(ip(i), n, timing, rng.random())),
+                    voter: Voter::new(0),
+                    persisted: 0,
+                    kernel_until: 0,
+                    support: Vec::new(),
+                }
+            })
+            .collect();
+        let mut s = Sim {
+            timing,
+            rng,
+            seed,
+            now: 0,
+            nodes,
+            queue: BinaryHeap::new(),
+            msgs: Default::default(),
+            next_seq: 0,
+            cut: vec![vec![false; n]; n],
+            loss: 0.0,
+            trace: Vec::new(),
+            stats: Stats::default(),
+            violation: None,
+            cfg,
+        };
+        for i in 0..n {
+            s.at(0, Ev::Tick(i));
+        }
+        s.at(0, Ev::Fault(0));
+        s
+    }
+
+    fn at(&mut self, t: Nanos, ev: Ev) {
+        self.next_seq += 1;
+        self.queue.push(Reverse((t, self.next_seq, ev)));
+    }
+
+    fn log(&mut self, what: String) {
+        let line = format!("{:>9.3} ms {what}", self.now as f64 / 1e6);
+        self.trace.push(line);
+        if self.trace.len() > 400 {
+            self.trace.drain(..100);
+        }
+    }
+
+    fn local(&self, i: usize) -> Nanos {
+        self.nodes[i].clock.local(self.now)
+    }
+
+    /// Who the kernel lets serve now.
+    fn serving(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                let n = &self.nodes[i];
+                n.kernel_until > 0 && n.clock.local(self.now) < n.kernel_until
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.violation.is_none() {
+            self.log(format!("VIOLATION: {what}"));
+            self.violation = Some(Violation {
+                seed: self.seed,
+                at_ns: self.now,
+                what,
+                trace: self.trace.clone(),
+            });
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, m: Msg) {
+        self.stats.messages += 1;
+        if self.cut[from][to] || self.rng.random_bool(self.loss) {
+            return;
+        }
+        let copies = if self.rng.random_bool(0.02) { 2 } else { 1 };
+        for _ in 0..copies {
+            let r: f64 = self.rng.random();
+            let delay = if r < 0.9 {
+                self.rng.random_range(50_000..MS)
+            } else if r < 0.99 {
+                self.rng.random_range(MS..20 * MS)
+            } else {
+                // Longer than a promise: safety must not depend on delays.
+                self.rng.random_range(20 * MS..200 * MS)
+            };
+            self.next_seq += 1;
+            let seq = self.next_seq;
+            self.msgs.insert(seq, m.clone());
+            self.at(self.now + delay, Ev::Deliver { to, from, seq });
+        }
+    }
+
+    /// Node `i`'s voter grants or refuses `r`; check 2 on every grant.
+    fn vote(&mut self, i: usize, r: &Request) -> Answer {
+        let now_l = self.local(i);
+        let a = self.nodes[i].voter.request(now_l, r);
+        if let Answer::Grant { .. } = a {
+            let me = self.nodes[i].id;
+            for h in self.serving() {
+                if self.nodes[h].id == r.holder {
+                    continue;
+                }
+                let backs = self.nodes[h].support.iter().any(|f| match f {
+                    From::Me => h == i,
+                    From::Peer(p) => *p == me,
+                });
+                if backs {
+                    let what = format!(
+                        "{me} granted {} (term {}) while {} still serves on a lease it promised",
+                        r.holder, r.term, self.nodes[h].id
+                    );
+                    self.fail(what);
+                }
+            }
+            // The horizon file, in chunks (as the daemon writes it).
+            let h = self.nodes[i].voter.horizon();
+            if h > self.nodes[i].persisted {
+                self.nodes[i].persisted = h + 1_000 * MS;
+            }
+        }
+        a
+    }
+
+    fn outs(&mut self, i: usize, mut outs: Vec<Out>) {
+        while !outs.is_empty() {
+            let mut more = Vec::new();
+            for o in outs {
+                match o {
+                    Out::Request(r) => {
+                        for v in 0..self.nodes.len() {
+                            if v != i {
+                                self.send(i, v, Msg::Req(r));
+                            }
+                        }
+                        let a = self.vote(i, &r);
+                        let now_l = self.local(i);
+                        if let Some(c) = self.nodes[i].cand.as_mut() {
+                            c.answer(now_l, From::Me, r.id, a, &mut more);
+                        }
+                    }
+                    Out::Release { term } => {
+                        self.stats.releases += 1;
+                        let now_l = self.local(i);
+                        if self.cfg.bug != Bug::ReleaseWithoutFence {
+                            self.nodes[i].kernel_until = self.nodes[i].kernel_until.min(now_l);
+                        }
+                        let me = self.nodes[i].id;
+                        self.log(format!("{me} releases term {term}"));
+                        self.nodes[i].voter.release(me, term);
+                        for v in 0..self.nodes.len() {
+                            if v != i {
+                                self.send(i, v, Msg::Rel { holder: me, term });
+                            }
+                        }
+                    }
+                    Out::Acquired { term, until } | Out::Extended { term, until } => {
+                        let acquired = self.nodes[i].kernel_until <= self.local(i);
+                        if acquired {
+                            self.stats.acquisitions += 1;
+                            let me = self.nodes[i].id;
+                            self.log(format!("{me} holds term {term}"));
+                        } else {
+                            self.stats.renewals += 1;
+                        }
+                        let support = self.nodes[i]
+                            .cand
+                            .as_ref()
+                            .and_then(|c| c.held())
+                            .map(|h| h.granted_by.clone())
+                            .unwrap_or_default();
+                        self.nodes[i].kernel_until = until;
+                        self.nodes[i].support = support;
+                        let serving = self.serving();
+                        if serving.len() > 1 {
+                            let who: Vec<String> = serving
+                                .iter()
+                                .map(|&s| self.nodes[s].id.to_string())
+                                .collect();
+                            self.fail(format!("two holders serve at once: {}", who.join(", ")));
+                        }
+                    }
+                    Out::Lost { term, why } => {
+                        let me = self.nodes[i].id;
+                        self.log(format!("{me} loses term {term}: {why:?}"));
+                    }
+                }
+            }
+            outs = more;
+        }
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, m: Msg) {
+        let now_l = self.local(to);
+        let mut out = Vec::new();
+        match m {
+            Msg::Req(r) => {
+                // A holder asked to make way may release (the daemon does
+                // when the asker outranks it), fencing itself first.
+                let holds = self.nodes[to]
+                    .cand
+                    .as_ref()
+                    .is_some_and(|c| c.held().is_some());
+                if r.preempt && holds && self.rng.random_bool(0.5) {
+                    if let Some(c) = self.nodes[to].cand.as_mut() {
+                        c.unwant(&mut out);
+                    }
+                    self.outs(to, std::mem::take(&mut out));
+                }
+                let a = self.vote(to, &r);
+                self.send(
+                    to,
+                    from,
+                    Msg::Ans {
+                        id: r.id,
+                        answer: a,
+                    },
+                );
+            }
+            Msg::Ans { id, answer } => {
+                let f = From::Peer(self.nodes[from].id);
+                if let Some(c) = self.nodes[to].cand.as_mut() {
+                    c.answer(now_l, f, id, answer, &mut out);
+                }
+            }
+            Msg::Rel { holder, term } => {
+                self.nodes[to].voter.release(holder, term);
+                if let Some(c) = self.nodes[to].cand.as_mut() {
+                    c.heard_of(holder, term);
+                    c.hurry(now_l, &mut out);
+                }
+            }
+        }
+        self.outs(to, out);
+    }
+
+    fn crash(&mut self, i: usize, reboot: bool) {
+        let id = self.nodes[i].id;
+        self.log(format!(
+            "{id} {}",
+            if reboot { "reboots" } else { "daemon dies" }
+        ));
+        self.stats.crashes += 1;
+        let n = &mut self.nodes[i];
+        n.up = false;
+        n.queued.clear();
+        n.cand = None;
+        if reboot {
+            // The kernel (and its fence) goes with the host.
+            n.kernel_until = 0;
+            n.persisted = 0;
+        }
+    }
+
+    fn restart(&mut self, i: usize, reboot: bool) {
+        let rho = f64::from(self.cfg.drift_ppm) / 1e6;
+        let total = self.nodes.len();
+        let first_id = self.rng.random();
+        let rate = pick_rate(&mut self.rng, rho);
+        let now = self.now;
+        let bug = self.cfg.bug;
+        let timing = self.timing;
+        let n = &mut self.nodes[i];
+        if reboot {
+            n.clock = Clock {
+                rate,
+                base_real: now,
+                base_local: 0,
+            };
+        }
+        let now_l = n.clock.local(now);
+        let quiet = match (bug, reboot) {
+            (Bug::NoQuietAfterRestart, _) => 0,
+            (_, true) => now_l + MAX_PROMISE_NS,
+            (_, false) => n.persisted,
+        };
+        n.voter = Voter::new(quiet);
+        n.cand = n
+            .redis
+            .then(|| Candidate::new(n.id, total, timing, first_id));
+        n.up = true;
+        n.stalled_until = 0;
+        let id = n.id;
+        self.log(format!("{id} back"));
+    }
+
+    /// The schedule: every so often something changes.
+    fn fault(&mut self, k: u64) {
+        let n = self.nodes.len();
+        let rho = f64::from(self.cfg.drift_ppm) / 1e6;
+        let r: f64 = self.rng.random();
+        let i = self.rng.random_range(0..n);
+        if r < 0.25 {
+            // Partition: a random set of directed links cut, or healed.
+            let heal = self.rng.random_bool(0.4);
+            for a in 0..n {
+                for b in 0..n {
+                    self.cut[a][b] = !heal && a != b && self.rng.random_bool(0.35);
+                }
+            }
+            self.loss = if self.rng.random_bool(0.3) {
+                self.rng.random_range(0.0..0.4)
+            } else {
+                0.0
+            };
+            let desc = format!("links cut: {:?}, loss {:.2}", self.cut, self.loss);
+            self.log(desc);
+        } else if r < 0.45 {
+            let rate = pick_rate(&mut self.rng, rho);
+            self.nodes[i].clock.set_rate(self.now, rate);
+        } else if r < 0.55 {
+            if self.nodes[i].up {
+                let d = self.rng.random_range(0..200 * MS);
+                self.stats.stalls += 1;
+                self.nodes[i].stalled_until = self.now + d;
+                let id = self.nodes[i].id;
+                self.log(format!("{id} stalls {} ms", d / MS));
+            }
+        } else if r < 0.62 {
+            if self.nodes[i].up {
+                let reboot = self.rng.random_bool(0.3);
+                self.crash(i, reboot);
+                let down = self.rng.random_range(0..1_000 * MS);
+                self.at(
+                    self.now + down,
+                    Ev::Fault(u64::MAX - reboot as u64 - 2 * i as u64),
+                );
+            }
+        } else if self.nodes[i].up {
+            // VRRP's wish: take over (maybe as a preemption), or let go.
+            let now_l = self.local(i);
+            let mut out = Vec::new();
+            if let Some(c) = self.nodes[i].cand.as_mut() {
+                if self.rng.random_bool(0.7) {
+                    let w = Want {
+                        preempt: self.rng.random_bool(0.3),
+                        priority: self.rng.random_range(1..=254),
+                    };
+                    c.want(now_l, w, &mut out);
+                } else {
+                    c.unwant(&mut out);
+                }
+            }
+            self.outs(i, out);
+        }
+        let next = self.rng.random_range(5 * MS..300 * MS);
+        self.at(self.now + next, Ev::Fault(k + 1));
+    }
+
+    fn run(mut self) -> (Stats, Option<Violation>) {
+        while let Some(Reverse((t, _, ev))) = self.queue.pop() {
+            if t > self.cfg.duration_ns || self.violation.is_some() {
+                break;
+            }
+            self.now = t;
+            match ev {
+                Ev::Deliver { to, from, seq } => {
+                    let Some(m) = self.msgs.remove(&seq) else {
+                        continue;
+                    };
+                    if !self.nodes[to].up {
+                        continue;
+                    }
+                    if self.now < self.nodes[to].stalled_until {
+                        self.nodes[to].queued.push((from, m));
+                        continue;
+                    }
+                    self.deliver(to, from, m);
+                }
+                Ev::Tick(i) => {
+                    if self.nodes[i].up && self.now >= self.nodes[i].stalled_until {
+                        for (from, m) in std::mem::take(&mut self.nodes[i].queued) {
+                            self.deliver(i, from, m);
+                        }
+                        let now_l = self.local(i);
+                        let mut out = Vec::new();
+                        if let Some(c) = self.nodes[i].cand.as_mut() {
+                            c.tick(now_l, &mut out);
+                        }
+                        self.outs(i, out);
+                    }
+                    self.at(self.now + MS, Ev::Tick(i));
+                }
+                Ev::Fault(k) if k > u64::MAX / 2 => {
+                    let code = u64::MAX - k;
+                    self.restart((code / 2) as usize, code % 2 == 1);
+                }
+                Ev::Fault(k) => self.fault(k),
+            }
+        }
+        (self.stats, self.violation)
+    }
+}
+
+/// A clock rate within the bound, often at its edges (the worst case).
+fn pick_rate(rng: &mut StdRng, rho: f64) -> f64 {
+    match rng.random_range(0..4) {
+        0 => 1.0 - rho,
+        1 => 1.0 + rho,
+        _ => rng.random_range(1.0 - rho..=1.0 + rho),
+    }
+}
+
+/// Runs one seed.
+pub fn run(cfg: &Config, seed: u64) -> (Stats, Option<Violation>) {
+    Sim::new(cfg.clone(), seed).run()
+}
+
+/// Runs `seeds` seeds from `first`; the first violation found, with totals.
+pub fn explore(cfg: &Config, first: u64, seeds: u64) -> (Stats, Option<Violation>) {
+    let mut total = Stats::default();
+    for seed in first..first + seeds {
+        let (s, v) = run(cfg, seed);
+        total.acquisitions += s.acquisitions;
+        total.renewals += s.renewals;
+        total.releases += s.releases;
+        total.messages += s.messages;
+        total.crashes += s.crashes;
+        total.stalls += s.stalls;
+        if v.is_some() {
+            return (total, v);
+        }
+    }
+    (total, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeds per configuration in `cargo test`; `HA_SIM_SEEDS` for more.
+    fn seeds() -> u64 {
+        std::env::var("HA_SIM_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(40)
+    }
+
+    fn check(cfg: Config) {
+        let (stats, v) = explore(&cfg, 1, seeds());
+        eprintln!("{cfg:?}: {stats:?}");
+        if let Some(v) = v {
+            panic!(
+                "seed {} at {} ms: {}\n{}",
+                v.seed,
+                v.at_ns / MS,
+                v.what,
+                v.trace[v.trace.len().saturating_sub(40)..].join("\n")
+            );
+        }
+        assert!(
+            stats.acquisitions > seeds(),
+            "the schedules must exercise takeovers: {stats:?}"
+        );
+        assert!(stats.crashes > 0 && stats.stalls > 0 && stats.releases > 0);
+    }
+
+    #[test]
+    fn two_redis_nodes_and_a_witness() {
+        check(Config::default());
+    }
+
+    #[test]
+    fn three_redis_nodes() {
+        check(Config {
+            redis_nodes: 3,
+            witnesses: 0,
+            ..Config::default()
+        });
+    }
+
+    #[test]
+    fn four_redis_nodes_and_a_witness_small_drift() {
+        check(Config {
+            redis_nodes: 4,
+            witnesses: 1,
+            drift_ppm: 500,
+            ..Config::default()
+        });
+    }
+
+    /// A planted bug must be found; returns how many seeds it took.
+    fn finds(bug: Bug) -> Violation {
+        let cfg = Config {
+            bug,
+            ..Config::default()
+        };
+        let (_, v) = explore(&cfg, 1, 200);
+        let v = v.unwrap_or_else(|| panic!("{bug:?}: the checker found nothing in 200 seeds"));
+        eprintln!(
+            "{bug:?}: found at seed {} ({} ms in): {}",
+            v.seed,
+            v.at_ns / MS,
+            v.what
+        );
+        v
+    }
+
+    #[test]
+    fn finds_the_bug_when_the_drift_margin_is_removed() {
+        finds(Bug::NoDriftMargin);
+    }
+
+    #[test]
+    fn finds_the_bug_when_a_restarted_voter_is_not_quiet() {
+        finds(Bug::NoQuietAfterRestart);
+    }
+
+    #[test]
+    fn finds_the_bug_when_a_release_is_not_fenced() {
+        finds(Bug::ReleaseWithoutFence);
+    }
+}

@@ -1,0 +1,255 @@
+//! A voter's side of the lease, for one instance: pure, no I/O, no clock of
+//! its own. Every node of a `[quorum]` runs one per instance, and so does a
+//! witness for every instance it is asked about.
+//!
+//! Rules:
+//! - one holder at a time: while a promise to a holder runs, no other holder
+//!   gets one (its request is refused, naming the holder);
+//! - a term is granted to one holder ever: a request must carry a term above
+//!   every term granted so far, or equal to it from the holder it went to,
+//!   so "term T" names one lease history everywhere;
+//! - a voter that may have forgotten promises (it restarted) is quiet, grants
+//!   nothing, until every promise it could have made has run out.
+use std::net::IpAddr;
+
+use super::{Nanos, timing::MAX_PROMISE_NS};
+
+/// What a voter promised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Promise {
+    pub holder: IpAddr,
+    pub term: u64,
+    /// Local time until which no other holder is granted.
+    pub until: Nanos,
+}
+
+/// A lease request as the voter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Request {
+    /// Who wants to hold (its VRRP source address).
+    pub holder: IpAddr,
+    pub term: u64,
+    /// Identifies the request: an answer is matched to it, and only counts
+    /// for the lease computed from its send time.
+    pub id: u64,
+    /// How long the voter is asked to promise.
+    pub promise_ns: Nanos,
+    /// The holder-to-be wants to replace a live master (preemption,
+    /// switchover): the current holder is told, and may release.
+    pub preempt: bool,
+    /// The priority it would advertise.
+    pub priority: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Refusal {
+    /// A promise to another holder runs.
+    Promised,
+    /// The term is not above the newest one granted (or went to another holder).
+    StaleTerm,
+    /// The voter restarted and may have forgotten promises.
+    Quiet,
+    /// The promise asked for is longer than any voter gives.
+    TooLong,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Answer {
+    Grant {
+        term: u64,
+    },
+    /// Refused; with the newest term this voter granted and to whom, so the
+    /// candidate learns who holds.
+    Refuse {
+        why: Refusal,
+        term: u64,
+        holder: Option<IpAddr>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Voter {
+    promise: Option<Promise>,
+    /// Newest term granted, and to whom.
+    max_term: u64,
+    max_holder: Option<IpAddr>,
+    quiet_until: Nanos,
+}
+
+impl Voter {
+    /// A voter that grants nothing before `quiet_until` (0: at once).
+    pub fn new(quiet_until: Nanos) -> Self {
+        Self {
+            promise: None,
+            max_term: 0,
+            max_holder: None,
+            quiet_until,
+        }
+    }
+
+    /// The promise running at `now`, if any.
+    pub fn promise(&self, now: Nanos) -> Option<Promise> {
+        self.promise.filter(|p| now < p.until)
+    }
+
+    /// The newest term granted and its holder.
+    pub fn newest(&self) -> (u64, Option<IpAddr>) {
+        (self.max_term, self.max_holder)
+    }
+
+    /// The latest time any promise made so far runs to (what a restart must
+    /// wait out).
+    pub fn horizon(&self) -> Nanos {
+        self.promise.map_or(0, |p| p.until)
+    }
+
+    pub fn quiet_until(&self) -> Nanos {
+        self.quiet_until
+    }
+
+    pub fn request(&mut self, now: Nanos, r: &Request) -> Answer {
+        let refuse = |why, s: &Self| Answer::Refuse {
+            why,
+            term: s.max_term,
+            holder: s.max_holder,
+        };
+        if now < self.quiet_until {
+            return refuse(Refusal::Quiet, self);
+        }
+        if r.promise_ns > MAX_PROMISE_NS || r.promise_ns == 0 {
+            return refuse(Refusal::TooLong, self);
+        }
+        if let Some(p) = self.promise(now)
+            && p.holder != r.holder
+        {
+            return Answer::Refuse {
+                why: Refusal::Promised,
+                term: self.max_term.max(p.term),
+                holder: Some(p.holder),
+            };
+        }
+        let same_history = r.term == self.max_term && self.max_holder == Some(r.holder);
+        if r.term < self.max_term || (r.term == self.max_term && !same_history) {
+            return refuse(Refusal::StaleTerm, self);
+        }
+        let until = now.saturating_add(r.promise_ns);
+        let until = match self.promise {
+            Some(p) if p.holder == r.holder && p.term == r.term => p.until.max(until),
+            _ => until,
+        };
+        self.promise = Some(Promise {
+            holder: r.holder,
+            term: r.term,
+            until,
+        });
+        self.max_term = r.term;
+        self.max_holder = Some(r.holder);
+        Answer::Grant { term: r.term }
+    }
+
+    /// The holder gave its lease up: its promise ends now. Only the lease of
+    /// that holder and term (a replayed release of an older term does nothing).
+    pub fn release(&mut self, holder: IpAddr, term: u64) -> bool {
+        match self.promise {
+            Some(p) if p.holder == holder && p.term == term => {
+                self.promise = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([198, 18, 0, n])
+    }
+    fn req(holder: u8, term: u64) -> Request {
+        Request {
+            holder: ip(holder),
+            term,
+            id: 1,
+            promise_ns: 40,
+            preempt: false,
+            priority: 100,
+        }
+    }
+
+    #[test]
+    fn one_holder_at_a_time() {
+        let mut v = Voter::new(0);
+        assert_eq!(v.request(0, &req(1, 1)), Answer::Grant { term: 1 });
+        assert!(matches!(
+            v.request(39, &req(2, 2)),
+            Answer::Refuse {
+                why: Refusal::Promised,
+                holder: Some(h),
+                ..
+            } if h == ip(1)
+        ));
+        // Renewals by the holder extend it.
+        assert_eq!(v.request(30, &req(1, 1)), Answer::Grant { term: 1 });
+        assert!(matches!(v.request(69, &req(2, 2)), Answer::Refuse { .. }));
+        assert_eq!(v.request(70, &req(2, 2)), Answer::Grant { term: 2 });
+    }
+
+    #[test]
+    fn a_term_belongs_to_one_holder() {
+        let mut v = Voter::new(0);
+        assert_eq!(v.request(0, &req(1, 5)), Answer::Grant { term: 5 });
+        // After the promise ran out, term 5 still is node 1's.
+        assert!(matches!(
+            v.request(100, &req(2, 5)),
+            Answer::Refuse {
+                why: Refusal::StaleTerm,
+                term: 5,
+                ..
+            }
+        ));
+        assert!(matches!(
+            v.request(100, &req(2, 4)),
+            Answer::Refuse {
+                why: Refusal::StaleTerm,
+                ..
+            }
+        ));
+        assert_eq!(v.request(100, &req(2, 6)), Answer::Grant { term: 6 });
+        // And the old holder cannot come back with its old term.
+        assert!(matches!(v.request(200, &req(1, 5)), Answer::Refuse { .. }));
+    }
+
+    #[test]
+    fn quiet_after_a_restart_and_no_overlong_promise() {
+        let mut v = Voter::new(50);
+        assert!(matches!(
+            v.request(49, &req(1, 1)),
+            Answer::Refuse {
+                why: Refusal::Quiet,
+                ..
+            }
+        ));
+        let mut long = req(1, 1);
+        long.promise_ns = MAX_PROMISE_NS + 1;
+        assert!(matches!(
+            v.request(50, &long),
+            Answer::Refuse {
+                why: Refusal::TooLong,
+                ..
+            }
+        ));
+        assert_eq!(v.request(50, &req(1, 1)), Answer::Grant { term: 1 });
+    }
+
+    #[test]
+    fn release_ends_only_that_lease() {
+        let mut v = Voter::new(0);
+        v.request(0, &req(1, 3));
+        assert!(!v.release(ip(1), 2), "an older term's release");
+        assert!(!v.release(ip(2), 3), "another node's release");
+        assert!(v.release(ip(1), 3));
+        assert_eq!(v.request(1, &req(2, 4)), Answer::Grant { term: 4 });
+    }
+}
