@@ -24,18 +24,44 @@ pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Program settings, one [`Settings`] at index 0.
 pub const MAP_SETTINGS: &str = "SETTINGS";
+/// The VIPs this node has: whether it may serve them, and where frames for
+/// them go when it may not ([`VipKey`] → [`VipState`]).
+pub const MAP_VIPS: &str = "VIPS";
+/// Who announced a VIP last (gratuitous ARP / unsolicited NA from another
+/// MAC): written by the XDP program ([`VipKey`] → [`Owner`]).
+pub const MAP_OWNERS: &str = "OWNERS";
+/// Lease deadlines per instance slot ([`Lease`], CLOCK_BOOTTIME), written by
+/// the quorum task; past it the VIP's Redis traffic is fenced.
+pub const MAP_LEASES: &str = "LEASES";
+/// The daemon's heartbeat: one u64 (CLOCK_MONOTONIC ns) it writes every
+/// advert interval or so; a stale one means the daemon is gone.
+pub const MAP_HEARTBEAT: &str = "HEARTBEAT";
+/// With a quorum: the voters' addresses ([`VoterKey`] → u32, unused value);
+/// adverts and quorum datagrams from anyone else are dropped.
+pub const MAP_VOTERS: &str = "VOTERS";
+/// Per-CPU counters, indexed by `COUNT_*`.
+pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Every map, for pinning.
-pub const ALL_MAPS: [&str; 6] = [
+pub const ALL_MAPS: [&str; 12] = [
     MAP_ADVERTS,
     MAP_INSTANCES,
     MAP_DROPS,
     MAP_ENDPOINTS,
     MAP_EVENTS,
     MAP_SETTINGS,
+    MAP_VIPS,
+    MAP_OWNERS,
+    MAP_LEASES,
+    MAP_HEARTBEAT,
+    MAP_VOTERS,
+    MAP_COUNTERS,
 ];
 /// Bumped whenever a map's key or value layout changes: pinned maps are named
 /// `<MAP>_v<LAYOUT>`, so a new object never reuses an incompatible pinned map.
-pub const LAYOUT: u32 = 1;
+pub const LAYOUT: u32 = 2;
+pub const VIPS_MAX_ENTRIES: u32 = 256;
+pub const LEASES_MAX_ENTRIES: u32 = 256;
+pub const VOTERS_MAX_ENTRIES: u32 = 64;
 pub const INSTANCES_MAX_ENTRIES: u32 = 256;
 pub const ENDPOINTS_MAX_ENTRIES: u32 = 64;
 pub const EVENTS_BYTES: u32 = 64 * 1024;
@@ -49,7 +75,11 @@ pub const DROP_UNKNOWN_VRID: u32 = 4;
 pub const DROP_AUTH: u32 = 5;
 pub const DROP_CHECKSUM: u32 = 6;
 pub const DROP_VERSION_MISMATCH: u32 = 7;
-pub const DROP_REASONS: u32 = 8;
+/// With a quorum: an advert from an address that is not a voter.
+pub const DROP_NOT_VOTER: u32 = 8;
+/// With a quorum: a datagram to the quorum port from a non-voter.
+pub const DROP_QUORUM_NOT_VOTER: u32 = 9;
+pub const DROP_REASONS: u32 = 10;
 /// Names of the drop reasons, by index (same words as the daemon's socket path).
 pub const DROP_NAMES: [&str; DROP_REASONS as usize] = [
     "ttl",
@@ -60,11 +90,44 @@ pub const DROP_NAMES: [&str; DROP_REASONS as usize] = [
     "auth",
     "checksum",
     "version_mismatch",
+    "not_voter",
+    "quorum_not_voter",
+];
+
+/// Frames for a VIP this node gave up, sent on to the MAC that announced
+/// it since (XDP_TX with the destination MAC rewritten).
+pub const COUNT_REDIRECTED: u32 = 0;
+/// Segments for a VIP's Redis port this node may not serve, answered with a
+/// TCP reset (the client retries at once instead of waiting on its timer).
+pub const COUNT_RESET: u32 = 1;
+/// ARP requests / neighbour solicitations for a VIP this node may not serve,
+/// dropped (another host answers for it).
+pub const COUNT_ARP_SUPPRESSED: u32 = 2;
+/// Replies from a VIP's Redis port dropped on the way out after the lease
+/// ended (TC egress).
+pub const COUNT_EGRESS_FENCED: u32 = 3;
+/// Announcements of one of our VIPs by another MAC, recorded in OWNERS.
+pub const COUNT_OWNER_SEEN: u32 = 4;
+pub const COUNTERS: u32 = 5;
+pub const COUNTER_NAMES: [&str; COUNTERS as usize] = [
+    "redirected",
+    "reset",
+    "arp_suppressed",
+    "egress_fenced",
+    "owner_seen",
 ];
 
 /// `Settings::flags`: validate adverts against [`MAP_INSTANCES`] and drop the
 /// invalid ones. Off until the daemon has written its instances.
 pub const SETTING_ENFORCE: u32 = 1;
+/// `Settings::flags`: a quorum is configured; adverts and quorum datagrams
+/// from non-voters ([`MAP_VOTERS`]) are dropped.
+pub const SETTING_QUORUM: u32 = 2;
+
+/// `VipState::flags`: this node holds the VIP (VRRP master, address added).
+pub const VIP_HELD: u32 = 1;
+/// `VipState::flags`: serving also needs the lease in `LEASES[slot]`.
+pub const VIP_LEASE: u32 = 2;
 
 /// Event kinds in [`MAP_EVENTS`].
 pub const EV_PRIORITY_ZERO: u32 = 1;
@@ -74,6 +137,8 @@ pub const EV_FIN: u32 = 4;
 pub const EV_RST: u32 = 5;
 /// Name of the XDP program in the object file.
 pub const PROG_XDP: &str = "ha_xdp";
+/// Name of the TC egress program (the lease fence's outgoing half).
+pub const PROG_TC_EGRESS: &str = "ha_tc_egress";
 /// Room for adverts from this many (interface, VRID, sender) triples.
 pub const ADVERTS_MAX_ENTRIES: u32 = 1024;
 
@@ -143,7 +208,62 @@ pub struct InstanceConf {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Settings {
     pub flags: u32,
-    pub _pad: u32,
+    /// UDP port of the quorum (with `SETTING_QUORUM`), host byte order.
+    pub quorum_port: u16,
+    pub _pad: u16,
+    /// The daemon counts as gone when its heartbeat is older than this (ns):
+    /// its VIPs are fenced.
+    pub stale_ns: u64,
+    /// ... or older than this and another host has announced the VIP since:
+    /// frames go to that host.
+    pub quiet_ns: u64,
+}
+
+/// Key of [`MAP_VIPS`], [`MAP_OWNERS`]; also of [`MAP_VOTERS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct VipKey {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of [`MAP_VIPS`]. Written whole by the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipState {
+    /// `VIP_*`.
+    pub flags: u32,
+    /// Index into [`MAP_LEASES`] (with `VIP_LEASE`).
+    pub slot: u32,
+    /// The Redis port behind the VIP, host byte order: fenced segments to it
+    /// get a reset.
+    pub redis_port: u16,
+    /// This node's MAC on the VIP's interface (source of redirected frames).
+    pub own_mac: [u8; 6],
+    /// When this node gave the VIP up (CLOCK_MONOTONIC); 0: never.
+    pub released_ns: u64,
+    /// Frames for the VIP are sent on to its new owner until then.
+    pub redirect_until_ns: u64,
+}
+
+/// Value of [`MAP_OWNERS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// When it announced the VIP (CLOCK_MONOTONIC).
+    pub at_ns: u64,
+}
+
+/// Value of [`MAP_LEASES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Lease {
+    /// CLOCK_BOOTTIME ns; the VIP's Redis traffic is fenced from then on (0:
+    /// fenced).
+    pub until_ns: u64,
 }
 
 /// Key of [`MAP_ENDPOINTS`]: a Redis server the program watches (its address
@@ -200,6 +320,10 @@ mod pod {
     unsafe impl aya::Pod for super::EndpointKey {}
     unsafe impl aya::Pod for super::EndpointState {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipState {}
+    unsafe impl aya::Pod for super::Owner {}
+    unsafe impl aya::Pod for super::Lease {}
 }
 
 #[cfg(test)]
@@ -217,7 +341,12 @@ mod tests {
         assert_eq!(align_of::<AdvertRecord>(), 8);
         assert_eq!(size_of::<InstanceKey>(), 8);
         assert_eq!(size_of::<InstanceConf>(), 16);
-        assert_eq!(size_of::<Settings>(), 8);
+        assert_eq!(size_of::<Settings>(), 24);
+        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(size_of::<VipState>(), 32);
+        assert_eq!(align_of::<VipState>(), 8);
+        assert_eq!(size_of::<Owner>(), 16);
+        assert_eq!(size_of::<Lease>(), 8);
         assert_eq!(size_of::<EndpointKey>(), 20);
         assert_eq!(size_of::<EndpointState>(), 32);
         assert_eq!(size_of::<Event>(), 40);

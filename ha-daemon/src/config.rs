@@ -77,8 +77,164 @@ fn locate(text: &str, instance: Option<usize>, key: &str) -> Option<usize> {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub node: Node,
+    /// Partition safety: a lease granted by a majority of voters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumConf>,
     #[serde(rename = "instance", default)]
     pub instances: Vec<Instance>,
+}
+
+/// `[quorum]`: who votes, and the key their votes are signed with.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuorumConf {
+    /// Every other voter: the other Redis nodes (their address on the VRRP
+    /// interface, the adverts' source) and the witnesses.
+    pub peers: Vec<IpAddr>,
+    /// The shared secret, the same on every voter (at least 16 bytes).
+    pub key_file: PathBuf,
+    /// UDP port every voter listens on.
+    #[serde(default = "d_quorum_port")]
+    pub port: u16,
+    /// Bound on how far any node's clock rate may stray from real time, in
+    /// parts per million (NTP slewing included); sets the lease's margin.
+    #[serde(default = "d_drift_ppm")]
+    pub max_drift_ppm: u32,
+}
+
+pub const DEFAULT_QUORUM_PORT: u16 = 5940;
+
+fn d_quorum_port() -> u16 {
+    DEFAULT_QUORUM_PORT
+}
+fn d_drift_ppm() -> u32 {
+    crate::quorum::timing::DEFAULT_DRIFT_PPM
+}
+
+impl QuorumConf {
+    /// Voters in all: the peers and this node.
+    pub fn voters(&self) -> usize {
+        self.peers.len() + 1
+    }
+
+    pub fn key(&self) -> Result<crate::quorum::wire::Key, String> {
+        crate::quorum::wire::Key::read(&self.key_file)
+    }
+
+    /// Checks what does not depend on the instances.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |k: &str, m: String| Err((format!("quorum.{k}"), m));
+        if self.peers.is_empty() {
+            return bad(
+                "peers",
+                "empty; list every other voter (the other Redis nodes and the witnesses)".into(),
+            );
+        }
+        let mut seen = HashSet::new();
+        for p in &self.peers {
+            if p.is_unspecified() || p.is_multicast() || p.is_loopback() {
+                return bad(
+                    "peers",
+                    format!(
+                        "{p} is not a voter's address (valid: a unicast address of another host)"
+                    ),
+                );
+            }
+            if !seen.insert(*p) {
+                return bad("peers", format!("{p} is listed twice"));
+            }
+        }
+        if self.voters() < 3 {
+            return bad(
+                "peers",
+                format!(
+                    "{} peer(s) make {} voters with this node; a majority of two is both, so one lost node (or a partition) would stop every write, and without it either side could take over alone. Add a witness (`ha-daemon witness` on a third small host) to peers, or a third Redis node",
+                    self.peers.len(),
+                    self.voters()
+                ),
+            );
+        }
+        if self.port == 0 {
+            return bad("port", "0; valid: 1..=65535".into());
+        }
+        let max = crate::quorum::timing::MAX_DRIFT_PPM;
+        if self.max_drift_ppm > max {
+            return bad(
+                "max_drift_ppm",
+                format!("{}; valid: 0..={max}", self.max_drift_ppm),
+            );
+        }
+        if let Err(e) = self.key() {
+            return bad("key_file", e);
+        }
+        Ok(())
+    }
+}
+
+/// A witness's file: `[node]` and `[quorum]` only.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    pub node: Node,
+    pub quorum: QuorumConf,
+}
+
+impl WitnessConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: WitnessConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.into(),
+            line: locate(text, None, &key),
+            key,
+            message,
+        };
+        validate_node(&cfg.node).map_err(|(k, m)| invalid(k, m))?;
+        cfg.quorum.validate().map_err(|(k, m)| invalid(k, m))?;
+        Ok(cfg)
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.node
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/ha-daemon").join(&self.node.name))
+    }
+
+    pub fn bpf_pin_dir(&self) -> PathBuf {
+        self.node
+            .bpf_pin_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/ha").join(&self.node.name))
+    }
+}
+
+fn validate_node(n: &Node) -> Result<(), (String, String)> {
+    let name = &n.name;
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err((
+            "node.name".into(),
+            format!(
+                "{name:?}: must be 1-32 characters of letters, digits, '-' or '_' (it names paths)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -366,21 +522,56 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/ha").join(&self.node.name))
     }
 
+    /// What is allowed but risky, for `check-config` and the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.quorum.is_none() && self.instances.iter().any(|i| i.redis.is_some()) {
+            w.push(
+                "no [quorum]: a network partition between the Redis hosts makes both of them masters, and the writes acknowledged on one side are lost when it heals; add a witness (`ha-daemon witness` on a third host) and a [quorum] table (README, \"Partition safety\")".into(),
+            );
+        }
+        w
+    }
+
     fn validate(&self) -> Result<(), Bad> {
-        let n = &self.node.name;
-        if n.is_empty()
-            || n.len() > 32
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if let Err((key, message)) = validate_node(&self.node) {
             return Err(Bad {
                 instance: None,
-                key: "node.name".into(),
-                message: format!(
-                    "{n:?}: must be 1-32 characters of letters, digits, '-' or '_' (it names paths)"
-                ),
+                key,
+                message,
             });
+        }
+        if let Some(q) = &self.quorum {
+            if let Err((key, message)) = q.validate() {
+                return Err(Bad {
+                    instance: None,
+                    key,
+                    message,
+                });
+            }
+            let max = crate::quorum::timing::MAX_PROMISE_NS
+                / crate::quorum::timing::PROMISE_INTERVALS
+                / 1_000_000;
+            for (i, inst) in self.instances.iter().enumerate() {
+                if u64::from(inst.advert_interval_ms) > max {
+                    return Err(Bad {
+                        instance: Some(i),
+                        key: "advert_interval_ms".into(),
+                        message: format!(
+                            "{} with [quorum]: at most {max} (a voter's promise lasts {} intervals and at most 10 s)",
+                            inst.advert_interval_ms,
+                            crate::quorum::timing::PROMISE_INTERVALS
+                        ),
+                    });
+                }
+                if inst.is_ipv6() {
+                    return Err(Bad {
+                        instance: Some(i),
+                        key: "vips".into(),
+                        message: "[quorum] covers IPv4 instances: an IPv6 instance's adverts come from a link-local address, which is no voter's address".into(),
+                    });
+                }
+            }
         }
         if self.instances.is_empty() {
             return Err(Bad {

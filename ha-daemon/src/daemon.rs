@@ -146,9 +146,25 @@ struct Runner {
     instances: BTreeMap<String, InstanceRt>,
     controls: Controls,
     kernel_txs: KernelTxs,
+    /// With `[quorum]`: the quorum task, and each instance's kernel fence slot.
+    quorum: Option<crate::quorum::peer::Handle>,
+    slots: BTreeMap<String, u32>,
 }
 
 impl Runner {
+    /// The instance's kernel fence slot: kept across reloads, the lowest free
+    /// one for a new instance.
+    fn slot(&mut self, name: &str) -> u32 {
+        if let Some(s) = self.slots.get(name) {
+            return *s;
+        }
+        let s = (0..)
+            .find(|s| !self.slots.values().any(|x| x == s))
+            .unwrap_or(0);
+        self.slots.insert(name.to_owned(), s);
+        s
+    }
+
     /// Starts `inst` on its group's socket (opened now if it is new).
     async fn start_instance(&mut self, g: &Group, inst: Instance) -> Result<()> {
         let key = (g.iface.clone(), g.local.is_ipv6());
@@ -170,6 +186,15 @@ impl Runner {
                 },
             );
         }
+        let quorum = match self.quorum.clone() {
+            Some(h) => {
+                let slot = self.slot(&inst.name);
+                Some(crate::vrrp::instance::QuorumLink::register(
+                    h, &inst, g.local, slot,
+                ))
+            }
+            None => None,
+        };
         let srt = &self.sockets[&key];
         let (tx, rx) = mpsc::channel(1024);
         let name = inst.name.clone();
@@ -180,6 +205,7 @@ impl Runner {
             self.netlink.clone(),
             self.status.clone(),
             self.xdp.clone(),
+            quorum,
         );
         let (ptx, prx) = mpsc::channel(16);
         let agent = match inst.redis.clone() {
@@ -250,6 +276,10 @@ impl Runner {
             }
             lock(&self.controls).retain(|(x, _)| x != &n);
             lock(&self.kernel_txs).retain(|(x, _)| x != &n);
+            if let Some(q) = &self.quorum {
+                q.unregister(&n);
+            }
+            self.slots.remove(&n);
             self.status.update(|s| s.instances.remove(&n));
         }
         // Sockets no instance uses any more are closed.
@@ -270,6 +300,9 @@ impl Runner {
             bail!(
                 "[node] changed (name, run_dir, bpf_pin_dir or metrics): that needs a restart; nothing applied"
             );
+        }
+        if new.quorum != self.cfg.quorum {
+            bail!("[quorum] changed: that needs a restart (every voter at once); nothing applied");
         }
         let groups = plan(&new)?;
         for i in &new.instances {
@@ -337,7 +370,27 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
         ..Default::default()
     });
     let started_ns = crate::ebpf::clock::monotonic_ns();
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let xdp = attach_xdp(&cfg, &groups, &opts, &status).map(|x| Arc::new(Mutex::new(x)));
+    let mut helpers = Vec::new();
+    let quorum = match &cfg.quorum {
+        Some(q) => {
+            let settings = crate::quorum::peer::Settings {
+                port: q.port,
+                peers: q.peers.clone(),
+                key: q.key().map_err(|e| anyhow::anyhow!("[quorum] {e}"))?,
+                drift_ppm: q.max_drift_ppm,
+                run_dir: paths.run_dir.clone(),
+                witness: false,
+            };
+            let handle = crate::quorum::peer::Quorum::spawn_thread(settings, None, status.clone())
+                .context("[quorum]: cannot listen")?;
+            Some(handle)
+        }
+        None => None,
+    };
     let mut rt = Runner {
         cfg: cfg.clone(),
         status: status.clone(),
@@ -347,8 +400,9 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
         instances: BTreeMap::new(),
         controls: Default::default(),
         kernel_txs: Default::default(),
+        quorum,
+        slots: BTreeMap::new(),
     };
-    let mut helpers = Vec::new();
     for g in &groups {
         for inst in &g.instances {
             if let Err(e) = rt.start_instance(g, inst.clone()).await {

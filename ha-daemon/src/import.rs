@@ -355,6 +355,7 @@ pub fn convert(text: &str, node_name: Option<&str>) -> Result<Import, String> {
             bpf_pin_dir: None,
             metrics: None,
         },
+        quorum: None,
         instances,
     };
     // The result must be a config we accept.

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ha_daemon::{
-    config::{Config, DEFAULT_PATH},
+    config::{Config, DEFAULT_PATH, WitnessConfig},
     control,
     daemon::{self, RunOptions},
     ebpf::object,
@@ -70,6 +70,45 @@ fn render_status(v: &serde_json::Value) -> String {
                     let _ = writeln!(o, "  last action: {a}");
                 }
             }
+            if let Some(l) = i["lease"].as_object() {
+                let now = v["quorum"]["now_ns"].as_u64().unwrap_or(0);
+                let holder = l["holder"].as_str().unwrap_or("nobody");
+                if l["held"] == true {
+                    let left = l["until_ns"].as_u64().unwrap_or(0).saturating_sub(now);
+                    let _ = writeln!(
+                        o,
+                        "  lease: HELD, term {}, {:.1} ms left (kernel fence deadline), granted by {}",
+                        l["term"],
+                        left as f64 / 1e6,
+                        l["granted_by"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    );
+                } else {
+                    let _ = writeln!(
+                        o,
+                        "  lease: not held{}; newest term {} held by {holder}",
+                        if l["wanted"] == true { " (asking)" } else { "" },
+                        l["term"]
+                    );
+                }
+                let _ = writeln!(
+                    o,
+                    "  lease timing: {:.1} ms lease, {:.1} ms promise, renewed every {:.1} ms; acquired {} lost {} released {}; last: {}",
+                    l["lease_ms"].as_f64().unwrap_or(0.0),
+                    l["promise_ms"].as_f64().unwrap_or(0.0),
+                    l["renew_ms"].as_f64().unwrap_or(0.0),
+                    l["acquired"],
+                    l["lost"],
+                    l["released"],
+                    l["last_event"].as_str().unwrap_or("-")
+                );
+            }
             for t in i["transitions"]
                 .as_array()
                 .into_iter()
@@ -95,6 +134,73 @@ fn render_status(v: &serde_json::Value) -> String {
                     t["why"].as_str().unwrap_or("?")
                 );
             }
+        }
+    }
+    if let Some(q) = v["quorum"].as_object() {
+        let now = q["now_ns"].as_u64().unwrap_or(0);
+        let ago = |ns: u64| {
+            if ns == 0 {
+                "never heard".to_owned()
+            } else {
+                format!("heard {:.0} ms ago", now.saturating_sub(ns) as f64 / 1e6)
+            }
+        };
+        let _ = writeln!(
+            o,
+            "quorum: {} of {} voters (majority {}), UDP port {}, drift bound {} ppm",
+            q["role"].as_str().unwrap_or("?"),
+            q["voters"],
+            q["majority"],
+            q["port"],
+            q["drift_ppm"]
+        );
+        for p in q["peers"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                o,
+                "  peer {}: {}",
+                p["addr"].as_str().unwrap_or("?"),
+                ago(p["heard_ns"].as_u64().unwrap_or(0))
+            );
+        }
+        let quiet = q["quiet_until_ns"].as_u64().unwrap_or(0);
+        if quiet > now {
+            let _ = writeln!(
+                o,
+                "  QUIET for {:.1} s more: restarted, grants nothing until every promise it may have made has run out",
+                (quiet - now) as f64 / 1e9
+            );
+        }
+        if let Some(r) = q["rejected"].as_object().filter(|r| !r.is_empty()) {
+            let _ = writeln!(
+                o,
+                "  rejected datagrams: {}",
+                r.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        for (name, vote) in q["votes"].as_object().into_iter().flatten() {
+            let promise = match vote["promised_to"].as_str() {
+                Some(h) => format!(
+                    "promised to {h} (term {}) for {:.1} ms more",
+                    vote["promise_term"],
+                    vote["promise_until_ns"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .saturating_sub(now) as f64
+                        / 1e6
+                ),
+                None => "no promise running".into(),
+            };
+            let _ = writeln!(
+                o,
+                "  vote {name}: {promise}; newest term {} to {}; granted {}, refused {}",
+                vote["newest_term"],
+                vote["newest_holder"].as_str().unwrap_or("-"),
+                vote["granted"],
+                vote["refused"]
+            );
         }
     }
     o
@@ -130,7 +236,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
-    /// Validate a config file and print it with defaults filled in, secrets masked.
+    /// Run a witness: a quorum voter for a third host (no Redis, no VIP).
+    /// FILE has `[node]` and `[quorum]` only.
+    Witness {
+        #[arg(short, long, default_value = DEFAULT_WITNESS_PATH)]
+        config: PathBuf,
+        #[arg(long, default_value = "info")]
+        log: String,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a config file (a daemon's or a witness's) and print it with
+    /// defaults filled in, secrets masked.
     CheckConfig {
         #[arg(short, long, default_value = DEFAULT_PATH)]
         config: PathBuf,
@@ -188,23 +305,70 @@ enum Command {
     BuildInfo,
 }
 
+const DEFAULT_WITNESS_PATH: &str = "/etc/ha-daemon/witness.toml";
+
+fn init_logs(log: &str, format: LogFormat) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(log).context("--log")?;
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// A daemon's config or a witness's: a file with `[quorum]` and no
+/// `[[instance]]` is a witness's.
+enum AnyConfig {
+    Daemon(Box<Config>),
+    Witness(Box<WitnessConfig>),
+}
+
+impl AnyConfig {
+    fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let witness = toml::from_str::<toml::Table>(&text)
+            .is_ok_and(|t| t.contains_key("quorum") && !t.contains_key("instance"));
+        Ok(if witness {
+            AnyConfig::Witness(Box::new(WitnessConfig::parse(&text, path)?))
+        } else {
+            AnyConfig::Daemon(Box::new(Config::parse(&text, path)?))
+        })
+    }
+    fn socket(&self) -> PathBuf {
+        match self {
+            AnyConfig::Daemon(c) => daemon::Paths::of(c).socket,
+            AnyConfig::Witness(w) => w.run_dir().join("ha-daemon.sock"),
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Witness {
+            config,
+            log,
+            log_format,
+        } => {
+            init_logs(&log, log_format)?;
+            let cfg = WitnessConfig::load(&config)?;
+            tracing::info!(node = %cfg.node.name, "ha-daemon {} witness starting", env!("CARGO_PKG_VERSION"));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(ha_daemon::quorum::witness::run(cfg))
+        }
         Command::Run {
             config,
             no_ebpf,
             log,
             log_format,
         } => {
-            let filter = tracing_subscriber::EnvFilter::try_new(&log).context("--log")?;
-            let fmt = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr);
-            match log_format {
-                LogFormat::Text => fmt.init(),
-                LogFormat::Json => fmt.json().flatten_event(true).init(),
-            }
+            init_logs(&log, log_format)?;
             let cfg = Config::load(&config)?;
             tracing::info!(node = %cfg.node.name, "ha-daemon {} starting: {}", env!("CARGO_PKG_VERSION"), object::describe());
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -213,14 +377,22 @@ fn main() -> Result<()> {
                 .build()?;
             rt.block_on(daemon::run_with(cfg, Some(config), RunOptions { no_ebpf }))
         }
-        Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(cfg) => {
+        Command::CheckConfig { config } => match AnyConfig::load(&config) {
+            Ok(AnyConfig::Daemon(cfg)) => {
                 print!("{}", toml::to_string_pretty(&cfg)?);
+                for w in cfg.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 eprintln!("{}: OK", config.display());
                 Ok(())
             }
+            Ok(AnyConfig::Witness(cfg)) => {
+                print!("{}", toml::to_string_pretty(&cfg)?);
+                eprintln!("{}: OK (a witness)", config.display());
+                Ok(())
+            }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {e:#}");
                 std::process::exit(1);
             }
         },
@@ -274,8 +446,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Status { config, json } => {
-            let cfg = Config::load(&config)?;
-            let sock = daemon::Paths::of(&cfg).socket;
+            let sock = AnyConfig::load(&config)?.socket();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

@@ -21,6 +21,9 @@ pub struct Status {
     pub instances: BTreeMap<String, InstanceStatus>,
     /// Packets dropped before reaching an instance, by reason.
     pub drops: BTreeMap<String, u64>,
+    /// The quorum side (`[quorum]`, or a witness).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
     /// Bumped on every change; the writer saves when it moves.
     #[serde(skip)]
     pub generation: u64,
@@ -49,6 +52,74 @@ pub struct InstanceStatus {
     pub errors: Vec<String>,
     /// The local Redis, when the instance has a `[instance.redis]` table.
     pub redis: Option<crate::redis::reconcile::RedisStatus>,
+    /// The lease, with `[quorum]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
+}
+
+/// Times in these are CLOCK_BOOTTIME ns on this host (`*_ns`), so a reader
+/// on the same host computes ages; durations are ms.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct QuorumStatus {
+    /// "node" or "witness".
+    pub role: String,
+    pub port: u16,
+    pub voters: usize,
+    pub majority: usize,
+    pub drift_ppm: u32,
+    pub peers: Vec<PeerStatus>,
+    /// Datagrams dropped, by reason (`bad_mac`, `replay`, `not_voter`, ...).
+    pub rejected: BTreeMap<String, u64>,
+    /// This voter grants nothing before then (it restarted and may have
+    /// forgotten promises).
+    pub quiet_until_ns: u64,
+    /// This node's own vote, per instance.
+    pub votes: BTreeMap<String, VoteStatus>,
+    /// CLOCK_BOOTTIME when this status was taken.
+    pub now_ns: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub addr: IpAddr,
+    /// Last authentic datagram from it (0: never).
+    pub heard_ns: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct VoteStatus {
+    /// The holder this voter promised, and until when.
+    pub promised_to: Option<IpAddr>,
+    pub promise_term: u64,
+    pub promise_until_ns: u64,
+    /// Newest term granted and its holder.
+    pub newest_term: u64,
+    pub newest_holder: Option<IpAddr>,
+    pub granted: u64,
+    pub refused: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LeaseStatus {
+    /// This node holds the lease.
+    pub held: bool,
+    /// The newest term known and who holds it (this node or another).
+    pub term: u64,
+    pub holder: Option<IpAddr>,
+    /// When this node's lease ends (the kernel fence's deadline).
+    pub until_ns: u64,
+    /// Voters whose promises back it ("self" or an address).
+    pub granted_by: Vec<String>,
+    pub wanted: bool,
+    pub lease_ms: f64,
+    pub promise_ms: f64,
+    pub renew_ms: f64,
+    pub acquired: u64,
+    pub lost: u64,
+    pub released: u64,
+    /// What happened last to the lease, and when (CLOCK_BOOTTIME ns).
+    pub last_event: Option<String>,
+    pub last_event_ns: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,8 +158,20 @@ impl Shared {
         });
     }
 
+    /// Changes what changes often and needs no status.json write of its
+    /// own (lease renewals, peers heard): the next real change or a
+    /// `status` request shows it.
+    pub fn update_quiet<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s)
+    }
+
     pub fn snapshot(&self) -> Status {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(q) = &mut s.quorum {
+            q.now_ns = crate::ebpf::clock::boottime_ns();
+        }
+        s
     }
 
     pub fn drop_packet(&self, reason: &str) {

@@ -107,16 +107,33 @@ impl Node {
     }
 }
 
+/// Partition safety in an ha-daemon cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// No `[quorum]`: plain VRRP (what keepalived does too).
+    Off,
+    /// `[quorum]` with a witness on its own host, after the Redis hosts.
+    Witness,
+    /// `[quorum]` among the Redis hosts alone (3 or more).
+    Majority,
+}
+
 pub struct Cluster {
     pub lan: Lan,
     pub dir: TempDir,
     pub kind: Kind,
-    /// Redis hosts; the client is host `n + 1`.
+    /// Redis hosts 1..=n; then the witness (with `Quorum::Witness`); the
+    /// client is the last host.
     pub n: usize,
+    pub quorum: Quorum,
     redis: Vec<Option<Proc>>,
     nodes: Vec<Option<Node>>,
+    witness: Option<Proc>,
     persist: bool,
 }
+
+/// The quorum port the test clusters use.
+pub const QUORUM_PORT: u16 = 5940;
 
 fn priority(i: usize) -> u8 {
     (200 - 50 * i) as u8
@@ -127,22 +144,56 @@ impl Cluster {
     /// an operator sets them up) and the failover daemon on each; returns
     /// once h1 holds the VIP and the replicas stream from it.
     pub fn start(kind: Kind, n: usize, prefix: &str, persist: bool) -> Result<Cluster> {
+        Self::start_with(kind, n, Quorum::Off, prefix, persist)
+    }
+
+    /// The same, with partition safety as `quorum` says.
+    pub fn start_with(
+        kind: Kind,
+        n: usize,
+        quorum: Quorum,
+        prefix: &str,
+        persist: bool,
+    ) -> Result<Cluster> {
         if matches!(kind, Kind::Keepalived { .. }) && n != 2 {
             bail!("the keepalived guides' scripts name one peer: 2 Redis hosts only");
         }
-        let lan = Lan::new(prefix, n + 1)?;
+        if matches!(kind, Kind::Keepalived { .. }) && quorum != Quorum::Off {
+            bail!("keepalived has no quorum");
+        }
+        if quorum == Quorum::Majority && n < 3 {
+            bail!("a majority among the Redis hosts needs 3 of them");
+        }
+        let hosts = n + 1 + usize::from(quorum == Quorum::Witness);
+        let lan = Lan::new(prefix, hosts)?;
         let dir = TempDir::new(prefix)?;
+        if quorum != Quorum::Off {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.path().join("quorum.key"))?;
+            // A test key: random per cluster.
+            let key: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
+            writeln!(f, "{key}")?;
+        }
         let mut c = Cluster {
             lan,
             dir,
             kind,
             n,
+            quorum,
             redis: (0..n).map(|_| None).collect(),
             nodes: (0..n).map(|_| None).collect(),
+            witness: None,
             persist,
         };
         for i in 1..=n {
             c.start_redis(i, i > 1)?;
+        }
+        if quorum == Quorum::Witness {
+            c.start_witness()?;
         }
         for i in 1..=n {
             c.start_node(i)?;
@@ -205,6 +256,10 @@ impl Cluster {
     /// higher-priority node preempts once its Redis streams from the master,
     /// and that failback belongs to this repair, not to the next fault.
     pub fn repair(&mut self) -> Result<usize> {
+        self.lan.heal()?;
+        if self.quorum == Quorum::Witness && !self.witness.as_mut().is_some_and(|p| p.alive()) {
+            self.start_witness()?;
+        }
         for i in 1..=self.n {
             self.link(i, true)?;
             if !self.redis_alive(i) {
@@ -260,7 +315,90 @@ impl Cluster {
         self.lan.host(i)
     }
     pub fn client(&self) -> &Host {
-        self.lan.host(self.n + 1)
+        self.lan.host(self.lan.hosts.len())
+    }
+
+    /// The witness's host number, with `Quorum::Witness`.
+    pub fn witness_host(&self) -> Option<usize> {
+        (self.quorum == Quorum::Witness).then_some(self.n + 1)
+    }
+
+    /// Every voter's host number but `i`'s.
+    fn voters_but(&self, i: usize) -> Vec<usize> {
+        (1..=self.n)
+            .chain(self.witness_host())
+            .filter(|&h| h != i)
+            .collect()
+    }
+
+    /// The `[quorum]` table for host `i`.
+    fn quorum_table(&self, i: usize) -> String {
+        let peers: Vec<String> = self
+            .voters_but(i)
+            .into_iter()
+            .map(|h| format!("\"{}\"", self.host(h).addr4))
+            .collect();
+        format!(
+            "[quorum]\npeers = [{}]\nkey_file = \"{}\"\nport = {QUORUM_PORT}\n\n",
+            peers.join(", "),
+            self.dir.path().join("quorum.key").display()
+        )
+    }
+
+    /// Starts (or restarts) the witness.
+    pub fn start_witness(&mut self) -> Result<()> {
+        let w = self.witness_host().context("no witness in this cluster")?;
+        let run_dir = self.dir.path().join("run-witness");
+        let path = self.dir.path().join("witness.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[node]\nname = \"witness\"\nrun_dir = \"{}\"\n\n{}",
+                run_dir.display(),
+                self.quorum_table(w)
+            ),
+        )?;
+        let mut cmd = self
+            .host(w)
+            .ns
+            .command(crate::daemon::binary().to_str().context("binary path")?);
+        cmd.args(["witness", "-c"])
+            .arg(&path)
+            .args(["--log", "ha_daemon=debug"]);
+        let log = self
+            .dir
+            .path()
+            .join(format!("witness-{}.log", crate::netns::next_id()));
+        self.witness = Some(self.host(w).ns.spawn("witness", cmd, log)?);
+        Ok(())
+    }
+
+    /// Kills the witness (SIGKILL).
+    pub fn kill_witness(&mut self) {
+        if let Some(mut p) = self.witness.take() {
+            p.signal(libc::SIGKILL);
+            p.wait();
+        }
+    }
+
+    /// The witness's status.json.
+    pub fn witness_status(&self) -> Option<serde_json::Value> {
+        let t = std::fs::read_to_string(self.dir.path().join("run-witness/status.json")).ok()?;
+        serde_json::from_str(&t).ok()
+    }
+
+    /// The witness's log so far.
+    pub fn witness_log(&self) -> String {
+        self.witness.as_ref().map(|p| p.log()).unwrap_or_default()
+    }
+
+    /// Node i's log so far (ha-daemon only).
+    pub fn node_log(&self, i: usize) -> String {
+        match self.nodes.get(i - 1).and_then(|n| n.as_ref()) {
+            Some(Node::Ours(d)) => d.proc.log(),
+            Some(Node::Keepalived(p)) => p.log(),
+            None => String::new(),
+        }
     }
 
     pub fn start_redis(&mut self, i: usize, replica: bool) -> Result<()> {
@@ -289,9 +427,14 @@ impl Cluster {
                 &self.dir,
                 &format!("n{i}"),
                 &format!(
-                    "[[instance]]\nname = \"vi\"\ninterface = \"eth0\"\nvrid = 51\nversion = 3\n\
+                    "{}[[instance]]\nname = \"vi\"\ninterface = \"eth0\"\nvrid = 51\nversion = 3\n\
                      priority = {}\nadvert_interval_ms = {advert_ms}\nvips = [\"{VIP}/24\"]\n\n\
                      [instance.redis]\naddress = \"127.0.0.1:6379\"\nport = 6379\n",
+                    if self.quorum == Quorum::Off {
+                        String::new()
+                    } else {
+                        self.quorum_table(i)
+                    },
                     priority(i)
                 ),
                 &[],
@@ -509,6 +652,14 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// A random byte (for test keys), from the kernel.
+fn rand_byte() -> u8 {
+    let mut b = [0u8; 1];
+    // SAFETY: getrandom into a valid one-byte buffer.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 1, 0) };
+    b[0]
 }
 
 /// Reads `INFO replication`'s role over a kept connection (faster than

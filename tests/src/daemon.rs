@@ -74,7 +74,7 @@ impl Daemon {
         let mut cmd = host.ns.command(binary().to_str().context("binary path")?);
         cmd.args(["run", "-c"])
             .arg(&config)
-            .args(["--log", "ha_daemon=debug"])
+            .args(["--log", "ha_daemon=debug,ha_daemon::quorum=trace"])
             .args(extra_args)
             .envs(env.iter().copied());
         let log = dir.join(format!("{name}-{}.log", crate::netns::next_id()));

@@ -400,3 +400,109 @@ mod tests {
         assert_eq!(checksum(0, &v2), 0);
     }
 }
+
+/// A TCP segment in an Ethernet frame, checksums right: from `src_mac` to
+/// `dst_mac`, with the given flags, sequence and acknowledgment numbers.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_segment(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut t = Vec::with_capacity(20 + payload.len());
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    let len = (t.len() as u16).to_be_bytes();
+    let ps = pseudo_sum(&[&src.octets(), &dst.octets(), &[0, 6], &len]);
+    let c = checksum(ps, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    ethernet(dst_mac, src_mac, 0x0800, None, &ipv4(src, dst, 6, 64, &t))
+}
+
+/// A UDP datagram in an Ethernet frame (checksum 0: none, as IPv4 allows).
+pub fn udp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    ethernet(dst_mac, src_mac, 0x0800, None, &ipv4(src, dst, 17, 64, &u))
+}
+
+/// An ARP packet (Ethernet/IPv4) in a broadcast frame: `op` 1 request, 2
+/// reply; a gratuitous one has `spa == tpa`.
+pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4];
+    a.extend_from_slice(&op.to_be_bytes());
+    a.extend_from_slice(&sha);
+    a.extend_from_slice(&spa.octets());
+    a.extend_from_slice(&tha);
+    a.extend_from_slice(&tpa.octets());
+    ethernet([0xff; 6], sha, 0x0806, None, &a)
+}
+
+/// The fields of a TCP/IPv4 frame as a test reads them back: MACs,
+/// addresses, ports, seq, ack, flags, and whether both checksums hold.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub ttl: u8,
+    pub checksums_ok: bool,
+    pub len: usize,
+}
+
+pub fn parse_segment(f: &[u8]) -> Option<Segment> {
+    if f.len() < 54 || f[12..14] != [8, 0] {
+        return None;
+    }
+    let ip = &f[14..34];
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let tcp = f.get(34..14 + total)?;
+    let ip_ok = checksum(0, ip) == 0;
+    let len = (tcp.len() as u16).to_be_bytes();
+    let ps = pseudo_sum(&[&ip[12..16], &ip[16..20], &[0, 6], &len]);
+    let tcp_ok = checksum(ps, tcp) == 0;
+    let b4 = |x: &[u8]| u32::from_be_bytes([x[0], x[1], x[2], x[3]]);
+    Some(Segment {
+        dst_mac: f[0..6].try_into().ok()?,
+        src_mac: f[6..12].try_into().ok()?,
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        sport: u16::from_be_bytes([tcp[0], tcp[1]]),
+        dport: u16::from_be_bytes([tcp[2], tcp[3]]),
+        seq: b4(&tcp[4..8]),
+        ack: b4(&tcp[8..12]),
+        flags: tcp[13],
+        ttl: ip[8],
+        checksums_ok: ip_ok && tcp_ok,
+        len: f.len(),
+    })
+}

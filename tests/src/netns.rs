@@ -301,4 +301,75 @@ impl Lan {
     pub fn host(&self, i: usize) -> &Host {
         &self.hosts[i - 1]
     }
+
+    /// The switch drops every frame from host `a` to host `b` (one way; also
+    /// multicast and broadcast, which the bridge floods port by port), with
+    /// an nftables bridge-family rule in the switch's namespace.
+    pub fn cut_one_way(&self, a: usize, b: usize) -> Result<()> {
+        self.partition_table()?;
+        let (x, y) = (&self.host(a).name, &self.host(b).name);
+        self.nft(&format!(
+            "add element bridge hatest cuts {{ \"{x}\" . \"{y}\" }}"
+        ))
+    }
+
+    /// Cuts hosts `a` and `b` apart, both ways; every other path stays.
+    pub fn cut(&self, a: usize, b: usize) -> Result<()> {
+        self.cut_one_way(a, b)?;
+        self.cut_one_way(b, a)
+    }
+
+    /// Cuts host `a` from each host in `others`.
+    pub fn isolate(&self, a: usize, others: &[usize]) -> Result<()> {
+        for &b in others {
+            self.cut(a, b)?;
+        }
+        Ok(())
+    }
+
+    /// Every cut healed.
+    pub fn heal(&self) -> Result<()> {
+        if self.nft("list set bridge hatest cuts").is_ok() {
+            self.nft("flush set bridge hatest cuts")?;
+        }
+        Ok(())
+    }
+
+    fn partition_table(&self) -> Result<()> {
+        if self.nft("list set bridge hatest cuts").is_ok() {
+            return Ok(());
+        }
+        self.nft(
+            "add table bridge hatest\n\
+             add set bridge hatest cuts { type ifname . ifname; }\n\
+             add chain bridge hatest cutfw { type filter hook forward priority 0; policy accept; }\n\
+             add rule bridge hatest cutfw iifname . oifname @cuts counter drop",
+        )
+    }
+
+    fn nft(&self, script: &str) -> Result<()> {
+        let mut child = self
+            .bridge
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running nft (package nftables)")?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .context("nft stdin")?
+            .write_all(script.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "nft {script:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
 }

@@ -19,6 +19,8 @@ pub const PACKAGES: &[&str] = &[
     "tcpdump",
     "iproute2",
     "iputils-ping",
+    // Partitions: bridge-family rules in the test switch's namespace.
+    "nftables",
     // Test certificates for Redis over TLS.
     "openssl",
     // systemd-analyze, to check the unit; pkill for the bench's busy host.

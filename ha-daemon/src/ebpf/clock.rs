@@ -15,6 +15,21 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CLOCK_BOOTTIME now, in nanoseconds: the lease's clock (`bpf_ktime_get_boot_ns`
+/// on the kernel side). Unlike CLOCK_MONOTONIC it keeps counting while the
+/// host is suspended, so a holder that sleeps through its lease wakes up
+/// with the lease over; and it starts at boot, which tells a rebooted voter
+/// how long ago any promise it forgot could have been made.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec; CLOCK_BOOTTIME exists since Linux 2.6.39.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// How long ago a kernel timestamp was (zero if it lies in the future).
 pub fn age(stamp_ns: u64) -> Duration {
     Duration::from_nanos(monotonic_ns().saturating_sub(stamp_ns))

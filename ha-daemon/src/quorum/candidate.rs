@@ -39,8 +39,6 @@ pub struct Held {
 pub enum LostWhy {
     /// Not renewed in time: the daemon steps down before the lease ends.
     Expired,
-    /// A voter granted a newer term to another node.
-    Superseded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +76,10 @@ pub struct Candidate {
     next_id: u64,
     next_send: Nanos,
     pending: Vec<Pending>,
+    /// A voter refused the held term as stale (it granted a newer one to a
+    /// node that could not win): renew under a newer term, so that voter
+    /// counts again.
+    bump: bool,
 }
 
 impl Candidate {
@@ -96,9 +98,14 @@ impl Candidate {
             next_id: first_id,
             next_send: 0,
             pending: Vec::new(),
+            bump: false,
         }
     }
 
+    /// This node's address as holder.
+    pub fn id(&self) -> IpAddr {
+        self.id
+    }
     pub fn majority(&self) -> usize {
         self.voters / 2 + 1
     }
@@ -177,9 +184,11 @@ impl Candidate {
             return;
         }
         let term = match &self.held {
-            Some(h) => h.term,
+            Some(h) if !self.bump => h.term,
+            Some(h) => h.term.max(self.term_seen) + 1,
             None => self.term_seen + 1,
         };
+        self.bump = false;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.pending.push(Pending {
@@ -228,6 +237,17 @@ impl Candidate {
                             out.push(Out::Extended { term, until });
                         }
                     }
+                    // Renewed under a newer term: the same lease goes on.
+                    Some(h) if term > h.term => {
+                        h.term = term;
+                        h.until = h.until.max(until);
+                        h.granted_by = granted_by;
+                        self.term_seen = self.term_seen.max(term);
+                        out.push(Out::Extended {
+                            term,
+                            until: h.until,
+                        });
+                    }
                     Some(_) => {}
                     None if self.want.is_some() => {
                         self.term_seen = self.term_seen.max(term);
@@ -254,19 +274,12 @@ impl Candidate {
                 {
                     self.holder_seen = Some(h);
                 }
-                // A newer term went to another node: this lease is over
-                // (it could not be renewed through that voter anyway).
-                if let Some(h) = &self.held
-                    && term > h.term
-                    && holder != Some(self.id)
-                {
-                    let t = h.term;
-                    self.held = None;
-                    out.push(Out::Lost {
-                        term: t,
-                        why: LostWhy::Superseded,
-                    });
+                if self.held.as_ref().is_some_and(|h| term > h.term) {
+                    self.bump = true;
                 }
+                // A newer term seen in a refusal ends nothing: a minority
+                // (the asker's own voter, in a partition) grants one too.
+                // This lease ends when a majority stops renewing it.
             }
         }
     }
@@ -446,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn release_gives_it_back_and_a_newer_term_ends_it() {
+    fn release_gives_it_back_and_a_newer_term_seen_ends_nothing() {
         let mut c = cand();
         let mut out = Vec::new();
         c.want(0, W, &mut out);
@@ -464,6 +477,8 @@ mod tests {
         assert_eq!(out, vec![Out::Release { term: 1 }]);
         assert!(c.held().is_none());
 
+        // A partitioned peer's own voter granted it term 2: this lease,
+        // renewed by the others, goes on.
         let mut c = cand();
         let mut out = Vec::new();
         c.want(0, W, &mut out);
@@ -471,7 +486,7 @@ mod tests {
         c.answer(0, From::Me, r.id, Answer::Grant { term: 1 }, &mut out);
         c.answer(
             0,
-            From::Peer(ip(2)),
+            From::Peer(ip(3)),
             r.id,
             Answer::Grant { term: 1 },
             &mut out,
@@ -481,18 +496,58 @@ mod tests {
         let r2 = request(&out);
         c.answer(
             10 * MS,
-            From::Peer(ip(3)),
+            From::Peer(ip(2)),
             r2.id,
             Answer::Refuse {
-                why: Refusal::StaleTerm,
+                why: Refusal::Promised,
                 term: 2,
                 holder: Some(ip(2)),
             },
             &mut out,
         );
-        assert!(out.contains(&Out::Lost {
-            term: 1,
-            why: LostWhy::Superseded
+        c.answer(
+            10 * MS,
+            From::Me,
+            r2.id,
+            Answer::Grant { term: 1 },
+            &mut out,
+        );
+        c.answer(
+            10 * MS,
+            From::Peer(ip(3)),
+            r2.id,
+            Answer::Grant { term: 1 },
+            &mut out,
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Out::Lost { .. })),
+            "{out:?}"
+        );
+        assert!(out.iter().any(|o| matches!(o, Out::Extended { .. })));
+        assert_eq!(c.held().map(|h| h.term), Some(1));
+        // The next renewal moves past that term, so that voter counts again.
+        out.clear();
+        c.tick(20 * MS, &mut out);
+        let r3 = request(&out);
+        assert_eq!(r3.term, 3);
+        c.answer(
+            20 * MS,
+            From::Me,
+            r3.id,
+            Answer::Grant { term: 3 },
+            &mut out,
+        );
+        c.answer(
+            20 * MS,
+            From::Peer(ip(2)),
+            r3.id,
+            Answer::Grant { term: 3 },
+            &mut out,
+        );
+        assert_eq!(c.held().map(|h| h.term), Some(3));
+        assert!(out.contains(&Out::Extended {
+            term: 3,
+            until: 20 * MS + c.timing().lease_ns
         }));
     }
 }

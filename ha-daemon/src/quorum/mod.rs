@@ -5,11 +5,19 @@
 //! The protocol cores (`voter`, `candidate`) are pure, like the VRRP
 //! machine, and are checked by a seeded simulation (`sim`, in tests).
 pub mod candidate;
+pub mod peer;
 pub mod timing;
 pub mod voter;
+pub mod wire;
+pub mod witness;
 
 #[cfg(test)]
 mod sim;
 
 /// Nanoseconds on CLOCK_MONOTONIC (each node's own).
 pub type Nanos = u64;
+
+/// A majority of `voters`.
+pub fn majority(voters: usize) -> usize {
+    voters / 2 + 1
+}

@@ -58,7 +58,7 @@ impl Timing {
             renew_ns: advert_interval_ns,
             promise_ns,
             lease_ns: lease_for(promise_ns, drift_ppm),
-            step_down_ns: advert_interval_ns / 2,
+            step_down_ns: advert_interval_ns / 4,
             drift_ppm,
         }
     }
@@ -80,7 +80,7 @@ mod tests {
         assert_eq!(t.promise_ns, 40_000_000);
         // 40 ms × 0.9 / 1.1
         assert_eq!(t.lease_ns, 32_727_272);
-        assert_eq!(t.step_down_ns, 5_000_000);
+        assert_eq!(t.step_down_ns, 2_500_000);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct View {
     pub master: Option<IpAddr>,
     /// Why the VRRP side entered `state`.
     pub reason: Option<Reason>,
+    /// With `[quorum]`, this node does not hold the lease: a local Redis
+    /// that is a master must not take writes (it is paused until it follows
+    /// the newest term's master).
+    pub fenced: bool,
 }
 
 /// What the Redis side tells the VRRP side.
@@ -101,6 +105,9 @@ pub struct Agent {
     /// This mastership term has lifted any pause on the local Redis (see
     /// `unpause_once`).
     unpaused: bool,
+    /// With `[quorum]`: when the local Redis, a master on a node without
+    /// the lease, was last paused for writes.
+    fence_paused: Option<Instant>,
     conn: Option<Conn>,
     /// Whether the master's stream reaches the local replica (own task).
     stream: StreamCheck,
@@ -154,6 +161,7 @@ impl Agent {
             holding: None,
             promote_backoff: None,
             unpaused: false,
+            fence_paused: None,
             conn: None,
             guard_logged: None,
         })
@@ -315,8 +323,10 @@ impl Agent {
         if view.state != State::Master {
             self.unpaused = false;
         } else if matches!(role, Some(Role::Master { .. })) {
+            self.fence_paused = None;
             self.unpause_once().await;
         }
+        self.self_fence(&view, role.as_ref()).await;
         let port = self.cfg.port;
         if let Some(role) = role {
             // Preempting is for a Redis in sync with the master it replaces.
@@ -373,6 +383,50 @@ impl Agent {
                 r.lag_bytes = lag;
                 r.streaming = streaming;
             });
+        }
+    }
+
+    /// With `[quorum]`, a node without the lease whose Redis is a master (it
+    /// lost the lease, or started that way) keeps that Redis from taking
+    /// writes until it follows the newest term's master; the kernel fence
+    /// covers the VIP, this covers everything else (local clients, a
+    /// direct address). Once it replicates, the pause is lifted.
+    async fn self_fence(&mut self, view: &View, role: Option<&Role>) {
+        const FOR: Duration = Duration::from_secs(30);
+        match role {
+            Some(Role::Master { .. }) if view.fenced && view.state != State::Master => {
+                if self.fence_paused.is_some_and(|t| t.elapsed() < FOR / 3) {
+                    return;
+                }
+                let Some(c) = self.local_conn().await else {
+                    return;
+                };
+                match c.pause_writes(FOR.as_millis() as u64).await {
+                    Ok(()) => {
+                        if self.fence_paused.is_none() {
+                            tracing::warn!(instance = %self.instance, "no lease: the local Redis (a master) takes no writes until it follows the newest term's master");
+                            self.set_status(|r| {
+                                r.last_action =
+                                    Some("CLIENT PAUSE WRITE (no lease; self-fenced)".into())
+                            });
+                        }
+                        self.fence_paused = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %self.instance, "self-fence: {e}");
+                        self.conn = None;
+                    }
+                }
+            }
+            Some(Role::Replica { .. }) if self.fence_paused.is_some() => {
+                let Some(c) = self.local_conn().await else {
+                    return;
+                };
+                if c.unpause().await.is_ok() {
+                    self.fence_paused = None;
+                }
+            }
+            _ => {}
         }
     }
 

@@ -27,6 +27,7 @@ use crate::{
         vip::Netlink,
     },
     notify::Hook,
+    quorum::{candidate::Want, peer::LeaseEvent},
     redis::{
         health,
         reconcile::{Signal, View},
@@ -76,6 +77,46 @@ pub struct Driver {
     /// Why the machine entered its current state (the Redis side promotes
     /// differently after a silent master).
     entered_for: Option<Reason>,
+    /// With `[quorum]`: the lease side.
+    quorum: Option<QuorumLink>,
+}
+
+/// An instance's link to the quorum task.
+pub struct QuorumLink {
+    pub handle: crate::quorum::peer::Handle,
+    events: Option<mpsc::Receiver<LeaseEvent>>,
+    /// The newest term known and its holder: the only master the local
+    /// Redis may follow.
+    newest: (u64, Option<IpAddr>),
+}
+
+impl QuorumLink {
+    /// Registers the instance with the quorum task.
+    pub fn register(
+        handle: crate::quorum::peer::Handle,
+        cfg: &Instance,
+        holder: IpAddr,
+        slot: u32,
+    ) -> Self {
+        let events = handle.register(
+            &cfg.name,
+            holder,
+            u64::from(cfg.advert_interval_ms) * 1_000_000,
+            slot,
+        );
+        Self {
+            handle,
+            events: Some(events),
+            newest: (0, None),
+        }
+    }
+}
+
+async fn lease_event(rx: &mut Option<mpsc::Receiver<LeaseEvent>>) -> Option<LeaseEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -86,6 +127,7 @@ impl Driver {
         netlink: Netlink,
         status: Shared,
         kernel: Option<SharedXdp>,
+        quorum: Option<QuorumLink>,
     ) -> Self {
         let params = Params {
             version: cfg.vrrp_version(),
@@ -94,6 +136,7 @@ impl Driver {
             preempt: cfg.preempt,
             preempt_delay_ns: cfg.preempt_delay_ms * 1_000_000,
             primary: socket.local,
+            gated: quorum.is_some(),
         };
         let vips = cfg.vip_list();
         // Checked when the config was loaded.
@@ -129,6 +172,7 @@ impl Driver {
             vips,
             redis_tls: cfg_redis_tls,
             entered_for: None,
+            quorum,
         }
     }
 
@@ -140,6 +184,7 @@ impl Driver {
             state: State::Initialize,
             master: None,
             reason: None,
+            fenced: self.quorum.is_some(),
         });
         self.view_tx = Some(tx);
         rx
@@ -156,6 +201,7 @@ impl Driver {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (failed_tx, mut failed) = mpsc::channel::<IpAddr>(4);
+        let mut lease_rx = self.quorum.as_mut().and_then(|q| q.events.take());
         // A VIP left on the interface by a crashed predecessor is not ours to
         // keep until VRRP says so.
         self.remove_vips().await;
@@ -217,6 +263,7 @@ impl Driver {
                     }
                     Signal::HoldPreempt(h) => self.machine.handle(Event::PreemptHold(h), clock::monotonic_ns()),
                 },
+                Some(ev) = lease_event(&mut lease_rx) => self.on_lease(ev),
                 Some(from) = failed.recv() => {
                     tracing::warn!(instance = %self.cfg.name, master = %from, "the master's Redis closed its connections and does not answer: taking over");
                     self.machine.handle(Event::MasterFailed { from }, clock::monotonic_ns())
@@ -374,12 +421,37 @@ impl Driver {
         }
     }
 
+    fn on_lease(&mut self, ev: LeaseEvent) -> Vec<Action> {
+        let now = clock::monotonic_ns();
+        match ev {
+            LeaseEvent::Acquired { .. } => self.machine.handle(Event::Lease(true), now),
+            LeaseEvent::Lost { .. } => self.machine.handle(Event::Lease(false), now),
+            LeaseEvent::YieldRequest { from, priority } => {
+                tracing::info!(instance = %self.cfg.name, "{from} asks for the lease (priority {priority})");
+                self.machine.handle(Event::YieldTo { from, priority }, now)
+            }
+            LeaseEvent::Newest { term, holder } => {
+                if let Some(q) = &mut self.quorum {
+                    q.newest = (term, holder);
+                }
+                Vec::new()
+            }
+        }
+    }
+
     fn publish_view(&self) {
         if let Some(tx) = &self.view_tx {
+            // With a quorum, the only master to follow is the newest term's
+            // holder: never an older one that came back.
+            let master = match &self.quorum {
+                Some(q) => self.machine.master().filter(|m| q.newest.1 == Some(*m)),
+                None => self.machine.master(),
+            };
             let v = View {
                 state: self.machine.state(),
-                master: self.machine.master(),
+                master,
                 reason: self.entered_for,
+                fenced: self.quorum.is_some() && self.machine.state() != State::Master,
             };
             tx.send_if_modified(|cur| {
                 let changed = *cur != v;
@@ -444,6 +516,16 @@ impl Driver {
                     let _ = tokio::time::timeout(FIRST_ANNOUNCE_WAIT, first).await;
                 }
                 Action::ArmTimer { .. } | Action::CancelTimer => {}
+                Action::WantLease { preempt, priority } => {
+                    if let Some(q) = &self.quorum {
+                        q.handle.want(&self.cfg.name, Want { preempt, priority });
+                    }
+                }
+                Action::DropLease => {
+                    if let Some(q) = &self.quorum {
+                        q.handle.unwant(&self.cfg.name);
+                    }
+                }
                 Action::StateChanged { from, to, reason } => {
                     self.entered_for = Some(reason);
                     tracing::info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "{from} -> {to}: {reason}");

@@ -59,6 +59,10 @@ pub struct Params {
     pub preempt_delay_ns: Nanos,
     /// Our primary address on the interface, for the equal-priority tie-break.
     pub primary: IpAddr,
+    /// `[quorum]`: becoming master needs the lease (`Event::Lease`); a
+    /// master gives way only through the lease (`Event::YieldTo`) or by
+    /// losing it, never to an advert.
+    pub gated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,14 @@ pub enum Event {
     HandOver,
     /// No backup took over in time: advertise the real priority again.
     CancelHandOver,
+    /// Gated: whether this node holds the lease now.
+    Lease(bool),
+    /// Gated: another node asks for the lease to replace this master, and
+    /// would advertise `priority`.
+    YieldTo {
+        from: IpAddr,
+        priority: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +133,15 @@ pub enum Action {
         to: State,
         reason: Reason,
     },
+    /// Gated: ask the quorum for the lease (repeated while it waits).
+    WantLease {
+        /// To replace a live master, which is asked to release.
+        preempt: bool,
+        priority: u8,
+    },
+    /// Gated: stop asking; give the lease up if held (the kernel fence
+    /// closes first).
+    DropLease,
 }
 
 /// Why a transition happened; logged, counted, shown in status.
@@ -145,6 +166,10 @@ pub enum Reason {
     /// The master's Redis closed its connections and did not answer a check.
     MasterRedisDown,
     Shutdown,
+    /// Gated: the lease was not renewed in time (or a newer term exists).
+    LeaseLost,
+    /// Gated: a higher-priority node asked for the lease, and got it.
+    Preempted,
 }
 
 impl std::fmt::Display for Reason {
@@ -162,6 +187,8 @@ impl std::fmt::Display for Reason {
             Reason::HandedOver => "handed over (planned switchover away from this node)",
             Reason::MasterRedisDown => "the master's Redis is down (FIN/RST, check failed)",
             Reason::Shutdown => "shutdown",
+            Reason::LeaseLost => "lease lost: not renewed by a majority of voters in time",
+            Reason::Preempted => "gave the lease to a higher-priority node (preemption)",
         })
     }
 }
@@ -199,6 +226,13 @@ pub struct Machine {
     preempt_at: Option<Nanos>,
     /// When we last re-announced because of a lower-priority rival master.
     rival_announced: Option<Nanos>,
+    /// Gated: we hold the lease.
+    lease: bool,
+    /// Gated: a takeover waiting for the lease, and why it is wanted.
+    pending: Option<Reason>,
+    /// Gated: adverts ignored because they claimed mastership while this
+    /// master held the lease.
+    ignored_claims: u64,
 }
 
 impl Machine {
@@ -222,6 +256,29 @@ impl Machine {
             yielded: false,
             preempt_at: None,
             rival_announced: None,
+            lease: false,
+            pending: None,
+            ignored_claims: 0,
+        }
+    }
+
+    /// Gated: a takeover waiting for the lease.
+    pub fn pending(&self) -> Option<Reason> {
+        self.pending
+    }
+    pub fn holds_lease(&self) -> bool {
+        self.lease
+    }
+    /// Adverts that claimed mastership while this master held the lease.
+    pub fn ignored_claims(&self) -> u64 {
+        self.ignored_claims
+    }
+
+    /// Gated: no longer waiting for the lease (a master to follow appeared).
+    fn drop_pending(&mut self, out: &mut Vec<Action>) {
+        if self.pending.take().is_some() {
+            self.boost = None;
+            out.push(Action::DropLease);
         }
     }
 
@@ -288,6 +345,18 @@ impl Machine {
     }
 
     fn become_master(&mut self, now: Nanos, reason: Reason, out: &mut Vec<Action>) {
+        if self.params.gated && !self.lease {
+            // Not without the lease: ask, stay backup, and look again in an
+            // interval (the quorum side retries on its own meanwhile).
+            self.pending = Some(reason);
+            out.push(Action::WantLease {
+                preempt: matches!(reason, Reason::Preempt | Reason::Switchover),
+                priority: self.priority(),
+            });
+            self.arm(now + self.advert_interval_ns(), out);
+            return;
+        }
+        self.pending = None;
         let advert = Action::SendAdvert {
             priority: self.priority(),
         };
@@ -352,7 +421,11 @@ impl Machine {
             (State::Initialize, Event::Startup) => {
                 self.started_at = now;
                 self.master_adver_cs = self.params.interval_cs;
-                if self.priority() == 255 {
+                if self.priority() == 255 && self.params.gated {
+                    // Even the owner waits for the lease, as a backup.
+                    self.become_backup(now, Reason::Startup, &mut out);
+                    self.become_master(now, Reason::AddressOwner, &mut out);
+                } else if self.priority() == 255 {
                     self.become_master(now, Reason::AddressOwner, &mut out);
                 } else {
                     self.become_backup(now, Reason::Startup, &mut out);
@@ -366,15 +439,66 @@ impl Machine {
             (State::Backup, Event::Shutdown) => {
                 self.deadline = None;
                 out.push(Action::CancelTimer);
+                self.drop_pending(&mut out);
                 self.go(State::Initialize, Reason::Shutdown, &mut out);
             }
             (State::Master, Event::Shutdown) => {
                 self.deadline = None;
                 out.push(Action::CancelTimer);
+                if self.params.gated {
+                    // Fenced and released before the backups are told.
+                    out.push(Action::DropLease);
+                    self.lease = false;
+                }
                 out.push(Action::SendAdvert { priority: 0 });
                 out.push(Action::RemoveVips);
                 self.go(State::Initialize, Reason::Shutdown, &mut out);
             }
+            (_, Event::Lease(held)) => {
+                self.lease = held;
+                match (self.state, held) {
+                    (State::Backup, true) => match self.pending {
+                        Some(r) if self.priority() > 0 => self.become_master(now, r, &mut out),
+                        // Granted what is no longer wanted: give it back.
+                        _ => {
+                            self.pending = None;
+                            self.lease = false;
+                            out.push(Action::DropLease);
+                        }
+                    },
+                    (State::Master, false) => {
+                        // Step down now: the kernel fence closes at the
+                        // lease's end whatever happens here. Stop asking too
+                        // (a backup asks again when its timer says so).
+                        out.push(Action::DropLease);
+                        out.push(Action::SendAdvert { priority: 0 });
+                        self.become_backup(now, Reason::LeaseLost, &mut out);
+                    }
+                    (State::Initialize, true) => {
+                        self.lease = false;
+                        out.push(Action::DropLease);
+                    }
+                    _ => {}
+                }
+            }
+            (State::Master, Event::YieldTo { from, priority }) => {
+                let outranked = priority > self.priority()
+                    || (priority == self.priority() && addr_gt(from, self.params.primary))
+                    || self.handing_over;
+                if self.params.gated && outranked {
+                    let reason = if self.handing_over {
+                        Reason::HandedOver
+                    } else {
+                        Reason::Preempted
+                    };
+                    out.push(Action::DropLease);
+                    self.lease = false;
+                    self.become_backup(now, reason, &mut out);
+                    self.master = Some(from);
+                    self.master_priority = priority;
+                }
+            }
+            (_, Event::YieldTo { .. }) => {}
 
             (State::Backup, Event::Timer) => {
                 let Some(deadline) = self.deadline else {
@@ -400,6 +524,7 @@ impl Machine {
                 };
                 if self.priority() == 0 {
                     // Resigned ourselves: never take over.
+                    self.drop_pending(&mut out);
                     self.arm(now + self.master_down_interval_ns(), &mut out);
                     return out;
                 }
@@ -459,6 +584,7 @@ impl Machine {
                     self.master = Some(from);
                     self.resigned = false;
                     self.preempt_at = None;
+                    self.drop_pending(&mut out);
                     // Another master now (the failed one returned above): its
                     // failure is over, or a returning failed master would be
                     // ignored and we would take over from it as "Redis down".
@@ -487,6 +613,14 @@ impl Machine {
                         priority: self.priority(),
                     });
                     self.arm(now + self.advert_interval_ns(), &mut out);
+                } else if self.params.gated
+                    && self.lease
+                    && (priority > self.priority()
+                        || (priority == self.priority() && addr_gt(from, self.params.primary)))
+                {
+                    // Nobody else can be master while we hold the lease: a
+                    // forged or confused advert makes nobody yield.
+                    self.ignored_claims += 1;
                 } else if priority > self.priority()
                     || (priority == self.priority() && addr_gt(from, self.params.primary))
                 {
@@ -571,6 +705,10 @@ impl Machine {
             (State::Master, Event::Priority(p)) => {
                 self.priority = p;
                 if p == 0 {
+                    if self.params.gated {
+                        out.push(Action::DropLease);
+                        self.lease = false;
+                    }
                     // Tell the backups to take over after their skew time.
                     out.push(Action::SendAdvert { priority: 0 });
                     self.become_backup(now, Reason::Resign, &mut out);

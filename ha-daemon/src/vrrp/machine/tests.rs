@@ -16,6 +16,7 @@ fn params(version: Version, priority: u8, interval_cs: u16) -> Params {
         preempt: true,
         preempt_delay_ns: 0,
         primary: ip("198.18.0.1"),
+        gated: false,
     }
 }
 
@@ -649,4 +650,198 @@ fn a_cancelled_hand_over_advertises_the_real_priority_again() {
     // A backup ignores it.
     let mut b = backup(params(Version::V3, 100, 10), 0);
     assert!(b.handle(Event::HandOver, S).is_empty());
+}
+
+// With `[quorum]`: takeovers wait for the lease; a master gives way only
+// through the lease.
+
+fn gated(priority: u8) -> Params {
+    Params {
+        gated: true,
+        ..params(Version::V3, priority, 1)
+    }
+}
+
+fn wants(actions: &[Action]) -> Option<bool> {
+    actions.iter().find_map(|a| match a {
+        Action::WantLease { preempt, .. } => Some(*preempt),
+        _ => None,
+    })
+}
+
+/// A gated machine that holds the lease as master.
+fn gated_master(priority: u8) -> Machine {
+    let mut m = backup(gated(priority), 0);
+    let a = m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(wants(&a), Some(false));
+    let a = m.handle(Event::Lease(true), 50 * MS);
+    assert_eq!(changed(&a), Some((State::Master, Reason::MasterDown)));
+    m
+}
+
+#[test]
+fn gated_takeover_waits_for_the_lease() {
+    let mut m = backup(gated(100), 0);
+    // Master down: ask for the lease, stay backup, look again in an interval.
+    let t = m.deadline().unwrap();
+    let a = m.handle(Event::Timer, t);
+    assert_eq!(wants(&a), Some(false));
+    assert_eq!(changed(&a), None);
+    assert!(!a.contains(&Action::AddVips));
+    assert_eq!(m.pending(), Some(Reason::MasterDown));
+    assert_eq!(armed(&a), Some(t + 10 * MS));
+    // Cut off from every voter: it asks again and again, never takes over.
+    for _ in 0..1000 {
+        let a = m.handle(Event::Timer, m.deadline().unwrap());
+        assert_eq!(wants(&a), Some(false));
+        assert_eq!(m.state(), State::Backup);
+    }
+    // Granted: master now, for the reason it wanted the lease.
+    let a = m.handle(Event::Lease(true), m.deadline().unwrap());
+    assert_eq!(changed(&a), Some((State::Master, Reason::MasterDown)));
+    assert!(a.contains(&Action::AddVips));
+    assert_eq!(m.pending(), None);
+}
+
+#[test]
+fn gated_backup_stops_asking_when_a_master_appears_and_returns_a_late_grant() {
+    let mut m = backup(gated(100), 0);
+    m.handle(Event::Timer, m.deadline().unwrap());
+    assert!(m.pending().is_some());
+    let a = m.handle(advert("198.18.0.2", 150, 1, 60 * MS), 60 * MS);
+    assert!(a.contains(&Action::DropLease), "{a:?}");
+    assert_eq!(m.pending(), None);
+    // A grant that arrives now is given back.
+    let a = m.handle(Event::Lease(true), 61 * MS);
+    assert_eq!(a, vec![Action::DropLease]);
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn gated_master_steps_down_when_the_lease_is_lost() {
+    let mut m = gated_master(100);
+    let a = m.handle(Event::Lease(false), 100 * MS);
+    assert_eq!(changed(&a), Some((State::Backup, Reason::LeaseLost)));
+    assert!(a.contains(&Action::RemoveVips));
+    assert!(a.contains(&Action::DropLease));
+    assert!(a.contains(&Action::SendAdvert { priority: 0 }));
+}
+
+#[test]
+fn gated_master_holding_the_lease_ignores_adverts_that_claim_mastership() {
+    let mut m = gated_master(100);
+    // A forged priority-255 advert (or a confused peer): nobody yields.
+    for i in 0..200 {
+        let a = m.handle(
+            advert("198.18.0.66", 255, 1, (100 + i) * MS),
+            (100 + i) * MS,
+        );
+        assert_eq!(changed(&a), None);
+        assert!(!a.contains(&Action::RemoveVips));
+    }
+    assert_eq!(m.state(), State::Master);
+    assert_eq!(m.ignored_claims(), 200);
+    // The same advert without the lease (ungated) makes a master yield.
+    let mut u = backup(params(Version::V3, 100, 1), 0);
+    expire(&mut u);
+    let a = u.handle(advert("198.18.0.66", 255, 1, 100 * MS), 100 * MS);
+    assert_eq!(
+        changed(&a),
+        Some((State::Backup, Reason::HigherPriorityAdvert))
+    );
+}
+
+#[test]
+fn gated_master_yields_only_to_a_higher_priority_request() {
+    let mut m = gated_master(100);
+    let a = m.handle(
+        Event::YieldTo {
+            from: ip("198.18.0.2"),
+            priority: 50,
+        },
+        100 * MS,
+    );
+    assert!(a.is_empty(), "a lower priority gets nothing: {a:?}");
+    let a = m.handle(
+        Event::YieldTo {
+            from: ip("198.18.0.2"),
+            priority: 150,
+        },
+        101 * MS,
+    );
+    assert_eq!(changed(&a), Some((State::Backup, Reason::Preempted)));
+    // Released (fenced first) before the VIPs go.
+    let drop = a.iter().position(|x| *x == Action::DropLease).unwrap();
+    let rm = a.iter().position(|x| *x == Action::RemoveVips).unwrap();
+    assert!(drop < rm);
+    assert_eq!(m.master(), Some(ip("198.18.0.2")));
+}
+
+#[test]
+fn gated_hand_over_yields_to_any_asker_and_stays_backup() {
+    let mut m = gated_master(150);
+    m.handle(Event::HandOver, 100 * MS);
+    let a = m.handle(
+        Event::YieldTo {
+            from: ip("198.18.0.2"),
+            priority: 100,
+        },
+        110 * MS,
+    );
+    assert_eq!(changed(&a), Some((State::Backup, Reason::HandedOver)));
+    // It does not preempt back while the new master lives.
+    let a = m.handle(advert("198.18.0.2", 100, 1, 120 * MS), 120 * MS);
+    assert_eq!(changed(&a), None);
+    for t in 0..100 {
+        let now = (130 + 10 * t) * MS;
+        m.handle(advert("198.18.0.2", 100, 1, now), now);
+        m.handle(Event::Timer, now);
+    }
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn gated_preemption_asks_the_holder_to_make_way() {
+    let mut m = backup(gated(150), 0);
+    m.handle(Event::PreemptHold(false), 0);
+    // The lower-priority master keeps advertising every 10 ms.
+    let mut a = Vec::new();
+    for t in 0..10 {
+        let now = (1 + 10 * t) * MS;
+        m.handle(advert("198.18.0.2", 100, 1, now), now);
+        a = m.handle(Event::Timer, now);
+        if wants(&a).is_some() {
+            break;
+        }
+    }
+    assert_eq!(wants(&a), Some(true), "{a:?}");
+    assert_eq!(m.state(), State::Backup);
+    let a = m.handle(Event::Lease(true), m.deadline().unwrap());
+    assert_eq!(changed(&a), Some((State::Master, Reason::Preempt)));
+}
+
+#[test]
+fn gated_resign_and_shutdown_give_the_lease_back() {
+    let mut m = gated_master(100);
+    let a = m.handle(Event::Priority(0), 100 * MS);
+    assert!(a.contains(&Action::DropLease));
+    assert_eq!(changed(&a), Some((State::Backup, Reason::Resign)));
+    let mut m = gated_master(100);
+    let a = m.handle(Event::Shutdown, 100 * MS);
+    let drop = a.iter().position(|x| *x == Action::DropLease).unwrap();
+    let adv = a
+        .iter()
+        .position(|x| *x == Action::SendAdvert { priority: 0 })
+        .unwrap();
+    assert!(drop < adv, "released before the backups are told: {a:?}");
+}
+
+#[test]
+fn gated_address_owner_also_waits_for_the_lease() {
+    let mut m = Machine::new(gated(255));
+    let a = m.handle(Event::Startup, 0);
+    assert_eq!(m.state(), State::Backup);
+    assert_eq!(wants(&a), Some(false));
+    let a = m.handle(Event::Lease(true), MS);
+    assert_eq!(changed(&a), Some((State::Master, Reason::AddressOwner)));
 }
