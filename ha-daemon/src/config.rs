@@ -280,6 +280,11 @@ pub struct Instance {
     pub garp_interval_ms: u64,
     #[serde(default)]
     pub garp_refresh_ms: u64,
+    /// After this node gives the VIP up with its host alive (its Redis died,
+    /// a switchover, a hand-over, a reload), frames still arriving for the
+    /// VIP (stale ARP caches) are sent on to the new master this long.
+    #[serde(default = "d_redirect_grace")]
+    pub redirect_grace_ms: u64,
     /// Redis settings of this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConf>,
@@ -406,6 +411,9 @@ fn d_garp_repeat() -> u32 {
 }
 fn d_garp_interval() -> u64 {
     20
+}
+fn d_redirect_grace() -> u64 {
+    3000
 }
 
 /// Secrets never leave the process in clear, not even in `check-config`.

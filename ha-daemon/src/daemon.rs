@@ -375,6 +375,42 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
     }
     let xdp = attach_xdp(&cfg, &groups, &opts, &status).map(|x| Arc::new(Mutex::new(x)));
     let mut helpers = Vec::new();
+    // The kernel side of the lease: the quorum thread writes the deadline
+    // through its own handle on the pinned map (no lock shared with the
+    // rest of the daemon); the heartbeat likewise.
+    let fence = xdp.as_ref().and_then(|_| {
+        match crate::ebpf::maps::open_pinned_array::<ha_common::Lease>(
+            &cfg.bpf_pin_dir(),
+            ha_common::MAP_LEASES,
+        ) {
+            Ok(arr) => {
+                let arr = Mutex::new(arr);
+                let f: crate::quorum::peer::Fence = Arc::new(move |slot, until_ns| {
+                    if let Err(e) = lock(&arr).set(slot, ha_common::Lease { until_ns }, 0) {
+                        tracing::error!("writing the lease deadline into the kernel fence: {e}");
+                    }
+                });
+                Some(f)
+            }
+            Err(e) => {
+                tracing::warn!("the kernel lease fence is off: {e}");
+                None
+            }
+        }
+    });
+    if let Some(beat) = xdp.as_ref().and_then(|_| {
+        crate::ebpf::maps::open_pinned_array::<u64>(&cfg.bpf_pin_dir(), ha_common::MAP_HEARTBEAT)
+            .map_err(|e| tracing::warn!("no heartbeat for the XDP program: {e}"))
+            .ok()
+    }) {
+        let period = Duration::from_millis(u64::from(min_interval_ms(&cfg) / 2).max(1));
+        helpers.push(tokio::spawn(heartbeat(beat, period)));
+    }
+    if cfg.quorum.is_some() && fence.is_none() {
+        tracing::warn!(
+            "[quorum] without the eBPF fence: the lease is enforced by this daemon alone, so a stalled or killed daemon's Redis is not fenced"
+        );
+    }
     let quorum = match &cfg.quorum {
         Some(q) => {
             let settings = crate::quorum::peer::Settings {
@@ -385,7 +421,7 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
                 run_dir: paths.run_dir.clone(),
                 witness: false,
             };
-            let handle = crate::quorum::peer::Quorum::spawn_thread(settings, None, status.clone())
+            let handle = crate::quorum::peer::Quorum::spawn_thread(settings, fence, status.clone())
                 .context("[quorum]: cannot listen")?;
             Some(handle)
         }
@@ -579,9 +615,35 @@ fn load_xdp(cfg: &Config, groups: &[Group]) -> Result<(XdpProgram, String)> {
     ))
 }
 
+/// The smallest advert interval of the config, ms.
+fn min_interval_ms(cfg: &Config) -> u32 {
+    cfg.instances
+        .iter()
+        .map(|i| i.advert_interval_ms)
+        .min()
+        .unwrap_or(1000)
+}
+
+/// Writes the daemon's heartbeat into the XDP program's map: when it stops,
+/// the program stops serving this node's VIPs (see `Settings::stale_ns`).
+async fn heartbeat(mut beat: aya::maps::Array<aya::maps::MapData, u64>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = beat.set(0, crate::ebpf::clock::monotonic_ns(), 0) {
+            tracing::warn!("heartbeat: {e}");
+        }
+    }
+}
+
 /// Writes the instances the program validates against and attaches it to
 /// every VRRP interface not yet attached; returns the new attachments.
-fn configure_xdp(p: &mut XdpProgram, _cfg: &Config, groups: &[Group]) -> Result<Vec<String>> {
+fn configure_xdp(p: &mut XdpProgram, cfg: &Config, groups: &[Group]) -> Result<Vec<String>> {
+    let interval = u64::from(min_interval_ms(cfg)) * 1_000_000;
+    p.maps.set_liveness(5 * interval, 2 * interval)?;
+    p.maps
+        .set_quorum(cfg.quorum.as_ref().map(|q| (q.port, q.peers.as_slice())))?;
     let mut wanted = Vec::new();
     for g in groups {
         for i in &g.instances {
@@ -613,7 +675,15 @@ fn configure_xdp(p: &mut XdpProgram, _cfg: &Config, groups: &[Group]) -> Result<
             continue;
         }
         let a = p.attach(&g.iface)?;
-        modes.push(format!("{} {} mode", a.interface, a.mode));
+        modes.push(format!(
+            "{} {} mode{}",
+            a.interface,
+            a.mode,
+            match &a.egress {
+                Some(e) => format!(" + TC egress ({e})"),
+                None => " (no TC egress)".into(),
+            }
+        ));
     }
     Ok(modes)
 }

@@ -17,6 +17,33 @@ pub struct Report {
     pub instances: Vec<InstanceReport>,
     pub drops: Vec<(String, u64)>,
     pub endpoints: Vec<EndpointReport>,
+    /// The VIPs the program holds the line for.
+    pub vips: Vec<VipReport>,
+    /// Frames redirected, resets sent, ARP suppressed, replies fenced.
+    pub counters: Vec<(String, u64)>,
+    /// Age of the daemon's last heartbeat (None: never written).
+    pub heartbeat_age_ms: Option<f64>,
+    /// With a quorum: the voters adverts are accepted from.
+    pub voters: Vec<IpAddr>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VipReport {
+    pub address: IpAddr,
+    /// This node holds it (VRRP master).
+    pub held: bool,
+    /// Serving also needs the lease (`[quorum]`).
+    pub lease: bool,
+    /// Time left on the lease, ms (negative: over, fenced).
+    pub lease_left_ms: Option<f64>,
+    pub redis_port: u16,
+    /// Given up this long ago (None: never).
+    pub released_age_ms: Option<f64>,
+    /// Frames are sent on to the new owner for this long still.
+    pub redirect_left_ms: Option<f64>,
+    /// Who announced it last, and how long ago.
+    pub owner: Option<String>,
+    pub owner_age_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,7 +141,50 @@ pub fn report(pin_dir: &Path) -> Result<Report, MapsError> {
             last_rst_age_ms: age_ms(v.last_rst_ns),
         })
         .collect();
+    let now = clock::monotonic_ns();
+    let boot = clock::boottime_ns();
+    let owners = maps.owners()?;
+    let vips = maps
+        .vips()?
+        .into_iter()
+        .map(|(a, v)| {
+            let o = owners.iter().find(|(x, _)| *x == a).map(|(_, o)| *o);
+            let lease = v.flags & ha_common::VIP_LEASE != 0;
+            VipReport {
+                address: a,
+                held: v.flags & ha_common::VIP_HELD != 0,
+                lease,
+                lease_left_ms: lease.then(|| (maps.lease(v.slot) as f64 - boot as f64) / 1e6),
+                redis_port: v.redis_port,
+                released_age_ms: age_ms(v.released_ns),
+                redirect_left_ms: (v.redirect_until_ns > now)
+                    .then(|| (v.redirect_until_ns - now) as f64 / 1e6),
+                owner: o.map(|o| {
+                    o.mac
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                }),
+                owner_age_ms: o.and_then(|o| age_ms(o.at_ns)),
+            }
+        })
+        .collect();
+    let voters = maps
+        .voters
+        .keys()
+        .filter_map(Result::ok)
+        .map(|k| addr_from(&k.addr, k.family))
+        .collect();
     Ok(Report {
+        vips,
+        counters: maps
+            .counters()?
+            .into_iter()
+            .map(|(n, c)| (n.to_owned(), c))
+            .collect(),
+        heartbeat_age_ms: age_ms(maps.last_beat()),
+        voters,
         pin_dir: pin_dir.display().to_string(),
         validating: maps.enforcing(),
         instances,
@@ -164,6 +234,47 @@ pub fn render(r: &Report) -> String {
     }
     let drops: Vec<String> = r.drops.iter().map(|(n, c)| format!("{n} {c}")).collect();
     let _ = writeln!(o, "drops: {}", drops.join(", "));
+    if !r.voters.is_empty() {
+        let v: Vec<String> = r.voters.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "quorum voters (adverts from anyone else dropped): {}",
+            v.join(", ")
+        );
+    }
+    let _ = writeln!(o, "daemon heartbeat: {}", ms(r.heartbeat_age_ms));
+    for v in &r.vips {
+        let mut what = vec![if v.held {
+            "held".to_owned()
+        } else {
+            "not held".into()
+        }];
+        if let Some(l) = v.lease_left_ms {
+            what.push(if l > 0.0 {
+                format!("lease {l:.1} ms left")
+            } else {
+                "lease over: fenced".into()
+            });
+        }
+        if let Some(r) = v.released_age_ms {
+            what.push(format!("given up {:.1} s ago", r / 1000.0));
+        }
+        if let Some(r) = v.redirect_left_ms {
+            what.push(format!("redirecting for {:.1} s more", r / 1000.0));
+        }
+        if let (Some(m), Some(a)) = (&v.owner, v.owner_age_ms) {
+            what.push(format!("announced by {m} {:.1} s ago", a / 1000.0));
+        }
+        let _ = writeln!(
+            o,
+            "VIP {} (redis port {}): {}",
+            v.address,
+            v.redis_port,
+            what.join(", ")
+        );
+    }
+    let c: Vec<String> = r.counters.iter().map(|(n, c)| format!("{n} {c}")).collect();
+    let _ = writeln!(o, "kernel: {}", c.join(", "));
     if r.endpoints.is_empty() {
         let _ = writeln!(o, "redis endpoints watched: none");
     }

@@ -18,6 +18,11 @@ use crate::Netns;
 pub struct Report {
     /// Every acknowledged INCR: when, and the value Redis returned.
     pub acked: Vec<(Instant, i64)>,
+    /// With `Writer::start_tagged`: which Redis (index into `servers`)
+    /// acknowledged each write in `acked`.
+    pub acked_by: Vec<u16>,
+    /// The run_id of each Redis this writer was connected to.
+    pub servers: Vec<String>,
     pub errors: u64,
     /// What went wrong and when (up to `ERROR_LOG_MAX`), to explain a gap.
     pub error_log: Vec<(Instant, String)>,
@@ -139,6 +144,24 @@ pub trait Stream: std::io::Read + Write + Send {}
 impl<T: std::io::Read + Write + Send> Stream for T {}
 pub type Conn = BufReader<Box<dyn Stream>>;
 
+/// The Redis's run_id (`INFO server`): which server a connection reached.
+pub fn run_id(s: &mut Conn) -> std::io::Result<String> {
+    s.get_mut().write_all(&cmd(&["INFO", "server"]))?;
+    let mut line = String::new();
+    s.read_line(&mut line)?;
+    let len: usize = line
+        .trim()
+        .strip_prefix('$')
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("INFO server: {line:?}")))?;
+    let mut body = vec![0u8; len + 2];
+    std::io::Read::read_exact(s, &mut body)?;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("run_id:").map(str::to_owned))
+        .ok_or_else(|| std::io::Error::other("INFO server has no run_id"))
+}
+
 pub fn call(s: &mut Conn, args: &[&str]) -> std::io::Result<String> {
     s.get_mut().write_all(&cmd(args))?;
     let mut line = String::new();
@@ -196,17 +219,24 @@ impl Writer {
         key: &str,
         cfg: Arc<rustls::ClientConfig>,
     ) -> Writer {
-        Self::start_with(ns, key, None, move || connect_tls(addr, &cfg))
+        Self::start_with(ns, key, None, false, move || connect_tls(addr, &cfg))
     }
 
     pub fn start_auth(ns: &Netns, addr: SocketAddr, key: &str, password: Option<String>) -> Writer {
-        Self::start_with(ns, key, password, move || connect(addr))
+        Self::start_with(ns, key, password, false, move || connect(addr))
+    }
+
+    /// The same, noting which Redis (its run_id, asked on every connect)
+    /// acknowledged each write.
+    pub fn start_tagged(ns: &Netns, addr: SocketAddr, key: &str) -> Writer {
+        Self::start_with(ns, key, None, true, move || connect(addr))
     }
 
     fn start_with(
         ns: &Netns,
         key: &str,
         password: Option<String>,
+        tagged: bool,
         connect: impl Fn() -> std::io::Result<Conn> + Send + 'static,
     ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
@@ -216,6 +246,7 @@ impl Writer {
             .thread(move || {
                 let mut r = Report::default();
                 let mut conn: Option<Conn> = None;
+                let mut server = 0u16;
                 while !flag.load(Ordering::Relaxed) {
                     if conn.is_none() {
                         let authed = connect().and_then(|mut c| {
@@ -227,6 +258,22 @@ impl Writer {
                             }
                             Ok(c)
                         });
+                        let authed = match authed {
+                            Ok(mut c) if tagged => match run_id(&mut c) {
+                                Ok(id) => {
+                                    server = match r.servers.iter().position(|s| *s == id) {
+                                        Some(i) => i as u16,
+                                        None => {
+                                            r.servers.push(id);
+                                            (r.servers.len() - 1) as u16
+                                        }
+                                    };
+                                    Ok(c)
+                                }
+                                Err(e) => Err(e),
+                            },
+                            other => other,
+                        };
                         match authed {
                             Ok(c) => {
                                 // Not an error, but when it happened explains a gap.
@@ -247,6 +294,9 @@ impl Writer {
                         Ok(line) if line.starts_with(':') => {
                             if let Ok(v) = line[1..].parse() {
                                 r.acked.push((Instant::now(), v));
+                                if tagged {
+                                    r.acked_by.push(server);
+                                }
                             }
                         }
                         // READONLY, LOADING, ...: the write was not taken.

@@ -155,6 +155,18 @@ impl Cluster {
         prefix: &str,
         persist: bool,
     ) -> Result<Cluster> {
+        Self::start_full(kind, n, quorum, 0, prefix, persist)
+    }
+
+    /// The same with `extra` more client hosts after the first one.
+    pub fn start_full(
+        kind: Kind,
+        n: usize,
+        quorum: Quorum,
+        extra: usize,
+        prefix: &str,
+        persist: bool,
+    ) -> Result<Cluster> {
         if matches!(kind, Kind::Keepalived { .. }) && n != 2 {
             bail!("the keepalived guides' scripts name one peer: 2 Redis hosts only");
         }
@@ -164,7 +176,7 @@ impl Cluster {
         if quorum == Quorum::Majority && n < 3 {
             bail!("a majority among the Redis hosts needs 3 of them");
         }
-        let hosts = n + 1 + usize::from(quorum == Quorum::Witness);
+        let hosts = n + 1 + usize::from(quorum == Quorum::Witness) + extra;
         let lan = Lan::new(prefix, hosts)?;
         let dir = TempDir::new(prefix)?;
         if quorum != Quorum::Off {
@@ -315,7 +327,13 @@ impl Cluster {
         self.lan.host(i)
     }
     pub fn client(&self) -> &Host {
-        self.lan.host(self.lan.hosts.len())
+        self.client_n(0)
+    }
+
+    /// Client host `k` (0: the first, the one `client()` is).
+    pub fn client_n(&self, k: usize) -> &Host {
+        self.lan
+            .host(self.n + 1 + usize::from(self.quorum == Quorum::Witness) + k)
     }
 
     /// The witness's host number, with `Quorum::Witness`.
@@ -518,6 +536,21 @@ impl Cluster {
         }
     }
 
+    /// Sends `sig` to node i's failover daemon (SIGSTOP / SIGCONT).
+    pub fn signal_node(&self, i: usize, sig: i32) {
+        for pid in self.daemon_pids(i) {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// Host i's Redis run_id (`INFO server`), None if it does not answer.
+    pub fn run_id(&self, i: usize) -> Option<String> {
+        let info = redis::cli(self.host(i), &["INFO", "server"]).ok()?;
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("run_id:").map(str::to_owned))
+    }
+
     fn daemon_pids(&self, i: usize) -> Vec<i32> {
         let comm = match self.kind {
             Kind::Ours { .. } => "ha-daemon",
@@ -543,6 +576,14 @@ impl Cluster {
             .ns
             .ip(&["link", "set", "eth0", if up { "up" } else { "down" }])?;
         Ok(())
+    }
+
+    /// Node i's ha-daemon, if it runs one.
+    pub fn daemon(&self, i: usize) -> Option<&Daemon> {
+        match self.nodes.get(i - 1)?.as_ref()? {
+            Node::Ours(d) => Some(d),
+            Node::Keepalived(_) => None,
+        }
     }
 
     /// ha-daemon's status.json for node i.

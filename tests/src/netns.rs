@@ -198,6 +198,23 @@ impl Host {
         None
     }
 
+    /// Pins `addr` to `mac` in this host's neighbour table (gratuitous ARP
+    /// does not move it): the host keeps sending to that MAC.
+    pub fn pin_neighbour(&self, addr: &str, mac: &str) -> Result<()> {
+        self.ns.ip(&[
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            mac,
+            "dev",
+            &self.iface,
+            "nud",
+            "permanent",
+        ])?;
+        Ok(())
+    }
+
     /// The addresses on the host's LAN interface (`ip -br addr`).
     pub fn addresses(&self) -> Vec<String> {
         self.ns
@@ -242,6 +259,8 @@ impl Lan {
         for i in 1..=hosts {
             lan.add_host(&base, i)?;
         }
+        // Ready for partitions: a cut is then one nft call.
+        lan.partition_table()?;
         Ok(lan)
     }
 
@@ -315,16 +334,25 @@ impl Lan {
 
     /// Cuts hosts `a` and `b` apart, both ways; every other path stays.
     pub fn cut(&self, a: usize, b: usize) -> Result<()> {
-        self.cut_one_way(a, b)?;
-        self.cut_one_way(b, a)
+        self.isolate(a, &[b])
     }
 
-    /// Cuts host `a` from each host in `others`.
+    /// Cuts host `a` from each host in `others`, both ways, in one step
+    /// (one nft transaction: every link goes at the same instant).
     pub fn isolate(&self, a: usize, others: &[usize]) -> Result<()> {
-        for &b in others {
-            self.cut(a, b)?;
-        }
-        Ok(())
+        self.partition_table()?;
+        let x = &self.host(a).name;
+        let pairs: Vec<String> = others
+            .iter()
+            .flat_map(|&b| {
+                let y = &self.host(b).name;
+                [format!("\"{x}\" . \"{y}\""), format!("\"{y}\" . \"{x}\"")]
+            })
+            .collect();
+        self.nft(&format!(
+            "add element bridge hatest cuts {{ {} }}",
+            pairs.join(", ")
+        ))
     }
 
     /// Every cut healed.

@@ -25,6 +25,17 @@ pub fn index(name: &str) -> Result<u32, NoSuchInterface> {
 }
 
 /// All interface names in this namespace.
+/// The interface's hardware address (from sysfs), if it has one.
+pub fn mac(name: &str) -> Option<[u8; 6]> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
+    let mut out = [0u8; 6];
+    let mut parts = text.trim().split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 pub fn names() -> Vec<String> {
     let mut v: Vec<String> = addresses_all().into_iter().map(|(n, _)| n).collect();
     v.sort();

@@ -80,6 +80,9 @@ pub struct Candidate {
     /// node that could not win): renew under a newer term, so that voter
     /// counts again.
     bump: bool,
+    /// The end of the last lease held (the kernel fence's deadline): until
+    /// then this node may still serve, so its own vote cannot go elsewhere.
+    served_until: Nanos,
 }
 
 impl Candidate {
@@ -99,6 +102,7 @@ impl Candidate {
             next_send: 0,
             pending: Vec::new(),
             bump: false,
+            served_until: 0,
         }
     }
 
@@ -162,6 +166,8 @@ impl Candidate {
         self.want = None;
         self.pending.clear();
         if let Some(h) = self.held.take() {
+            // The caller fences the kernel now: nothing is served past it.
+            self.served_until = 0;
             out.push(Out::Release { term: h.term });
         }
     }
@@ -234,6 +240,7 @@ impl Candidate {
                         if until > h.until {
                             h.until = until;
                             h.granted_by = granted_by;
+                            self.served_until = self.served_until.max(until);
                             out.push(Out::Extended { term, until });
                         }
                     }
@@ -242,6 +249,7 @@ impl Candidate {
                         h.term = term;
                         h.until = h.until.max(until);
                         h.granted_by = granted_by;
+                        self.served_until = self.served_until.max(h.until);
                         self.term_seen = self.term_seen.max(term);
                         out.push(Out::Extended {
                             term,
@@ -257,6 +265,7 @@ impl Candidate {
                             until,
                             granted_by,
                         });
+                        self.served_until = self.served_until.max(until);
                         out.push(Out::Acquired { term, until });
                     }
                     // Granted after we stopped wanting it: give it back.
@@ -274,7 +283,14 @@ impl Candidate {
                 {
                     self.holder_seen = Some(h);
                 }
-                if self.held.as_ref().is_some_and(|h| term > h.term) {
+                // That voter granted a newer term, or this very term to
+                // another node (a minority's self-grant in a partition): renew
+                // under a term above it, so it counts again and knows who holds.
+                if self
+                    .held
+                    .as_ref()
+                    .is_some_and(|h| term > h.term || (term == h.term && holder != Some(self.id)))
+                {
                     self.bump = true;
                 }
                 // A newer term seen in a refusal ends nothing: a minority
@@ -282,6 +298,28 @@ impl Candidate {
                 // This lease ends when a majority stops renewing it.
             }
         }
+    }
+
+    /// Whether a request from another node should win over this node's own
+    /// attempt (a split vote): it ranks higher (priority, then address, as
+    /// VRRP ranks masters), and this node does not hold the lease.
+    /// Never while a lease of its own may still be served (up to its end,
+    /// after the step-down).
+    pub fn yields_to(&self, now: Nanos, r: &Request) -> bool {
+        match self.want {
+            Some(w) if self.held.is_none() && r.holder != self.id && now >= self.served_until => {
+                (r.priority, r.holder) > (w.priority, self.id)
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives up the current attempt so that its own voter can vote for a
+    /// higher-ranked node: every grant collected so far is forgotten (none
+    /// can then make a lease), and it asks again only after `backoff`.
+    pub fn withdraw(&mut self, now: Nanos, backoff: Nanos) {
+        self.pending.clear();
+        self.next_send = self.next_send.max(now + backoff);
     }
 
     /// Another node told the voters it holds (or gave up) term `term`: what
@@ -456,6 +494,41 @@ mod tests {
         out.clear();
         c.tick(10 * MS, &mut out);
         assert_eq!(request(&out).term, 8);
+    }
+
+    #[test]
+    fn its_own_term_given_to_another_node_moves_the_holder_on() {
+        // A partitioned peer's own voter gave "term 1" to that peer: the
+        // holder's next renewal goes above it, so that voter grants it again.
+        let mut c = cand();
+        let mut out = Vec::new();
+        c.want(0, W, &mut out);
+        let r = request(&out);
+        c.answer(0, From::Me, r.id, Answer::Grant { term: 1 }, &mut out);
+        c.answer(
+            0,
+            From::Peer(ip(3)),
+            r.id,
+            Answer::Grant { term: 1 },
+            &mut out,
+        );
+        out.clear();
+        c.tick(10 * MS, &mut out);
+        let r2 = request(&out);
+        c.answer(
+            10 * MS,
+            From::Peer(ip(2)),
+            r2.id,
+            Answer::Refuse {
+                why: Refusal::StaleTerm,
+                term: 1,
+                holder: Some(ip(2)),
+            },
+            &mut out,
+        );
+        out.clear();
+        c.tick(20 * MS, &mut out);
+        assert_eq!(request(&out).term, 2);
     }
 
     #[test]

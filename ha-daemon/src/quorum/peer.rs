@@ -557,6 +557,21 @@ impl Quorum {
                         priority: req.priority,
                     });
                 }
+                // A split vote: this node is asking too, ranks lower and
+                // holds nothing. It withdraws (forgetting its grants) and
+                // lets its own vote go to the higher-ranked node.
+                if let Some(c) = inst.cand.as_mut()
+                    && c.yields_to(now, &req)
+                {
+                    let (me, backoff) = (c.id(), 3 * c.timing().renew_ns);
+                    c.withdraw(now, backoff);
+                    if let Some(p) = inst.voter.promise(now)
+                        && p.holder == me
+                    {
+                        inst.voter.release(me, p.term);
+                    }
+                    tracing::debug!(instance = %instance, "quorum: {peer} (priority {}) outranks this node's attempt: voting for it", req.priority);
+                }
                 let answer = inst.voter.request(now, &req);
                 count_vote(&mut inst.vote, &answer);
                 self.persist_horizon();

@@ -37,6 +37,10 @@ pub enum Bug {
     NoQuietAfterRestart,
     /// A holder that gives its lease up does not fence itself first.
     ReleaseWithoutFence,
+    /// A candidate that stepped down withdraws its own vote for a
+    /// higher-ranked asker before its last lease has ended in the kernel
+    /// (found by `a_split_vote_settles_on_one_holder` while writing it).
+    WithdrawWhileServing,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +51,9 @@ pub struct Config {
     pub interval_ns: Nanos,
     pub duration_ns: Nanos,
     pub bug: Bug,
+    /// Run the random schedule of faults (off: every Redis node asks for
+    /// the lease at once, at different priorities, on a quiet network).
+    pub faults: bool,
 }
 
 impl Default for Config {
@@ -58,6 +65,7 @@ impl Default for Config {
             interval_ns: 10 * MS,
             duration_ns: 20_000 * MS,
             bug: Bug::None,
+            faults: true,
         }
     }
 }
@@ -201,7 +209,25 @@ impl Sim {
         for i in 0..n {
             s.at(0, Ev::Tick(i));
         }
-        s.at(0, Ev::Fault(0));
+        if s.cfg.faults {
+            s.at(0, Ev::Fault(0));
+        } else {
+            // VRRP's part: after the contention, the nodes that did not win
+            // follow the one that did (they hear its adverts).
+            s.at(300 * MS, Ev::Fault(u64::MAX / 4));
+            for i in 0..s.cfg.redis_nodes {
+                let now_l = s.local(i);
+                let mut out = Vec::new();
+                if let Some(c) = s.nodes[i].cand.as_mut() {
+                    let w = Want {
+                        preempt: false,
+                        priority: 100 + 10 * i as u8,
+                    };
+                    c.want(now_l, w, &mut out);
+                }
+                s.outs(i, out);
+            }
+        }
         s
     }
 
@@ -251,7 +277,11 @@ impl Sim {
         }
         let copies = if self.rng.random_bool(0.02) { 2 } else { 1 };
         for _ in 0..copies {
-            let r: f64 = self.rng.random();
+            let r: f64 = if self.cfg.faults {
+                self.rng.random()
+            } else {
+                0.0
+            };
             let delay = if r < 0.9 {
                 self.rng.random_range(50_000..MS)
             } else if r < 0.99 {
@@ -368,6 +398,15 @@ impl Sim {
 
     fn deliver(&mut self, to: usize, from: usize, m: Msg) {
         let now_l = self.local(to);
+        if !self.cfg.faults {
+            let d = match &m {
+                Msg::Req(r) => format!("req term {} from {} prio {}", r.term, r.holder, r.priority),
+                Msg::Ans { answer, .. } => format!("{answer:?}"),
+                Msg::Rel { holder, term } => format!("release {holder} {term}"),
+            };
+            let (a, b) = (self.nodes[from].id, self.nodes[to].id);
+            self.log(format!("{a} -> {b}: {d}"));
+        }
         let mut out = Vec::new();
         match m {
             Msg::Req(r) => {
@@ -382,6 +421,24 @@ impl Sim {
                         c.unwant(&mut out);
                     }
                     self.outs(to, std::mem::take(&mut out));
+                }
+                // A split vote: a lower-ranked asker that holds nothing
+                // withdraws and votes for the higher one (as the daemon does).
+                let at = if self.cfg.bug == Bug::WithdrawWhileServing {
+                    Nanos::MAX
+                } else {
+                    now_l
+                };
+                if let Some(c) = self.nodes[to].cand.as_mut()
+                    && c.yields_to(at, &r)
+                {
+                    let (me, backoff) = (c.id(), 3 * self.timing.renew_ns);
+                    c.withdraw(now_l, backoff);
+                    if let Some(p) = self.nodes[to].voter.promise(now_l)
+                        && p.holder == me
+                    {
+                        self.nodes[to].voter.release(me, p.term);
+                    }
                 }
                 let a = self.vote(to, &r);
                 self.send(
@@ -523,7 +580,14 @@ impl Sim {
         self.at(self.now + next, Ev::Fault(k + 1));
     }
 
-    fn run(mut self) -> (Stats, Option<Violation>) {
+    fn run(self) -> (Stats, Option<Violation>) {
+        let (stats, v, _) = self.run_to_end();
+        (stats, v)
+    }
+
+    /// Runs, and says who serves at the end (and, on a quiet run, checks
+    /// every voter agrees that it holds the newest term).
+    fn run_to_end(mut self) -> (Stats, Option<Violation>, Vec<IpAddr>) {
         while let Some(Reverse((t, _, ev))) = self.queue.pop() {
             if t > self.cfg.duration_ns || self.violation.is_some() {
                 break;
@@ -557,6 +621,17 @@ impl Sim {
                     }
                     self.at(self.now + MS, Ev::Tick(i));
                 }
+                Ev::Fault(k) if k == u64::MAX / 4 => {
+                    for i in 0..self.nodes.len() {
+                        let mut out = Vec::new();
+                        if let Some(c) = self.nodes[i].cand.as_mut()
+                            && c.held().is_none()
+                        {
+                            c.unwant(&mut out);
+                        }
+                        self.outs(i, out);
+                    }
+                }
                 Ev::Fault(k) if k > u64::MAX / 2 => {
                     let code = u64::MAX - k;
                     self.restart((code / 2) as usize, code % 2 == 1);
@@ -564,7 +639,26 @@ impl Sim {
                 Ev::Fault(k) => self.fault(k),
             }
         }
-        (self.stats, self.violation)
+        let serving: Vec<IpAddr> = self.serving().iter().map(|&i| self.nodes[i].id).collect();
+        if !self.cfg.faults && serving.len() == 1 {
+            for n in &self.nodes {
+                if n.voter.newest().1 != Some(serving[0]) {
+                    let what = format!(
+                        "{} thinks the newest term {} is {:?}'s, but {} holds",
+                        n.id,
+                        n.voter.newest().0,
+                        n.voter.newest().1,
+                        serving[0]
+                    );
+                    self.fail(what);
+                    break;
+                }
+            }
+        }
+        if !self.cfg.faults && serving.len() != 1 {
+            eprintln!("{}", self.trace.join("\n"));
+        }
+        (self.stats, self.violation, serving)
     }
 }
 
@@ -661,8 +755,8 @@ mod tests {
             bug,
             ..Config::default()
         };
-        let (_, v) = explore(&cfg, 1, 200);
-        let v = v.unwrap_or_else(|| panic!("{bug:?}: the checker found nothing in 200 seeds"));
+        let (_, v) = explore(&cfg, 1, 2000);
+        let v = v.unwrap_or_else(|| panic!("{bug:?}: the checker found nothing in 2000 seeds"));
         eprintln!(
             "{bug:?}: found at seed {} ({} ms in): {}",
             v.seed,
@@ -670,6 +764,32 @@ mod tests {
             v.what
         );
         v
+    }
+
+    /// All Redis nodes ask at once on a quiet network (a split vote at
+    /// first): they must settle on one holder (which one is VRRP's
+    /// business: a higher priority preempts by asking the holder).
+    #[test]
+    fn a_split_vote_settles_on_one_holder() {
+        for (redis_nodes, witnesses) in [(3, 0), (2, 1), (4, 1), (5, 0)] {
+            for seed in 1..=20 {
+                let cfg = Config {
+                    redis_nodes,
+                    witnesses,
+                    faults: false,
+                    duration_ns: 2_000 * MS,
+                    ..Config::default()
+                };
+                let sim = Sim::new(cfg, seed);
+                let (stats, v, serving) = sim.run_to_end();
+                assert!(v.is_none(), "{v:?}");
+                assert_eq!(
+                    serving.len(),
+                    1,
+                    "{redis_nodes}+{witnesses}, seed {seed}: {serving:?} {stats:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -685,5 +805,10 @@ mod tests {
     #[test]
     fn finds_the_bug_when_a_release_is_not_fenced() {
         finds(Bug::ReleaseWithoutFence);
+    }
+
+    #[test]
+    fn finds_the_bug_when_a_vote_is_withdrawn_while_the_lease_is_served() {
+        finds(Bug::WithdrawWhileServing);
     }
 }

@@ -79,11 +79,15 @@ pub struct Driver {
     entered_for: Option<Reason>,
     /// With `[quorum]`: the lease side.
     quorum: Option<QuorumLink>,
+    /// The interface's MAC: the source of frames the XDP program sends on.
+    own_mac: [u8; 6],
 }
 
 /// An instance's link to the quorum task.
 pub struct QuorumLink {
     pub handle: crate::quorum::peer::Handle,
+    /// The instance's slot in the kernel's lease map.
+    pub slot: u32,
     events: Option<mpsc::Receiver<LeaseEvent>>,
     /// The newest term known and its holder: the only master the local
     /// Redis may follow.
@@ -106,6 +110,7 @@ impl QuorumLink {
         );
         Self {
             handle,
+            slot,
             events: Some(events),
             newest: (0, None),
         }
@@ -141,6 +146,7 @@ impl Driver {
         let vips = cfg.vip_list();
         // Checked when the config was loaded.
         let cfg_redis_tls = cfg.redis.as_ref().and_then(|r| r.tls().ok().flatten());
+        let own_mac = crate::net::iface::mac(&cfg.interface).unwrap_or_default();
         status.update(|s| {
             s.instances.insert(
                 cfg.name.clone(),
@@ -172,6 +178,7 @@ impl Driver {
             vips,
             redis_tls: cfg_redis_tls,
             entered_for: None,
+            own_mac,
             quorum,
         }
     }
@@ -204,6 +211,7 @@ impl Driver {
         let mut lease_rx = self.quorum.as_mut().and_then(|q| q.events.take());
         // A VIP left on the interface by a crashed predecessor is not ours to
         // keep until VRRP says so.
+        self.kernel_vips(false);
         self.remove_vips().await;
         let acts = self.machine.handle(Event::Startup, clock::monotonic_ns());
         self.apply(acts).await;
@@ -507,8 +515,14 @@ impl Driver {
                             self.error(e.to_string());
                         }
                     }
+                    self.kernel_vips(true);
                 }
-                Action::RemoveVips => self.remove_vips().await,
+                Action::RemoveVips => {
+                    // The kernel stops serving first: what still arrives
+                    // is reset or sent on to the new master, not dropped.
+                    self.kernel_vips(false);
+                    self.remove_vips().await;
+                }
                 Action::Announce => {
                     // The advert that follows makes a live old master drop
                     // the VIP: let the first round reach the clients first.
@@ -574,6 +588,44 @@ impl Driver {
         }
         let master = self.machine.master();
         self.status.instance(&self.cfg.name, |i| i.master = master);
+    }
+
+    /// Tells the XDP program whether this node holds its VIPs. Giving them
+    /// up opens the redirect window (`redirect_grace_ms`).
+    fn kernel_vips(&mut self, held: bool) {
+        let Some(k) = &self.kernel else {
+            return;
+        };
+        let now = clock::monotonic_ns();
+        let mut flags = if held { ha_common::VIP_HELD } else { 0 };
+        if self.quorum.is_some() {
+            flags |= ha_common::VIP_LEASE;
+        }
+        let slot = self.quorum.as_ref().map_or(0, |q| q.slot);
+        let port = self.cfg.redis.as_ref().map_or(0, |r| r.port);
+        let grace = self.cfg.redirect_grace_ms * 1_000_000;
+        let mut x = k.lock().unwrap_or_else(|e| e.into_inner());
+        for v in &self.vips {
+            let prev = x.maps.vip(v.addr);
+            let was_held = prev.is_some_and(|p| p.flags & ha_common::VIP_HELD != 0);
+            let (released_ns, redirect_until_ns) = match (held, was_held, prev) {
+                (true, _, _) => (0, 0),
+                (false, true, _) => (now, now + grace),
+                (false, false, Some(p)) => (p.released_ns, p.redirect_until_ns),
+                (false, false, None) => (0, 0),
+            };
+            let st = ha_common::VipState {
+                flags,
+                slot,
+                redis_port: port,
+                own_mac: self.own_mac,
+                released_ns,
+                redirect_until_ns,
+            };
+            if let Err(e) = x.maps.set_vip(v.addr, st) {
+                tracing::warn!(instance = %self.cfg.name, "VIP {} in the XDP map: {e}", v.addr);
+            }
+        }
     }
 
     async fn remove_vips(&mut self) {
