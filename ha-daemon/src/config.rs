@@ -80,6 +80,11 @@ pub struct Config {
     /// Partition safety: a lease granted by a majority of voters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumConf>,
+    /// Tickles after a takeover (on by default with `[quorum]`, which then
+    /// carries the connection lists; without it this table names the peers
+    /// and the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tickle: Option<TickleConf>,
     #[serde(rename = "instance", default)]
     pub instances: Vec<Instance>,
 }
@@ -168,6 +173,72 @@ impl QuorumConf {
             return bad("key_file", e);
         }
         Ok(())
+    }
+}
+
+/// `[tickle]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TickleConf {
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// The other Redis nodes (default, and with `[quorum]` always: its peers).
+    #[serde(default)]
+    pub peers: Vec<IpAddr>,
+    /// Signs the connection lists (default, and with `[quorum]` always: its key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// UDP port (with `[quorum]`: its port).
+    #[serde(default = "d_quorum_port")]
+    pub port: u16,
+    /// How often the master reads its connection table.
+    #[serde(default = "d_track_interval")]
+    pub track_interval_ms: u64,
+}
+
+fn d_track_interval() -> u64 {
+    100
+}
+
+/// Where the connection lists go and how they are signed, once the config
+/// is checked: from `[quorum]`, or from `[tickle]` alone.
+#[derive(Debug, Clone)]
+pub struct TickleChannel {
+    pub peers: Vec<IpAddr>,
+    pub key_file: PathBuf,
+    pub port: u16,
+    pub track_interval_ms: u64,
+    /// The channel is the quorum's (else its own).
+    pub shared: bool,
+}
+
+impl Config {
+    /// Whether tickles run, and over which channel.
+    pub fn tickle_channel(&self) -> Option<TickleChannel> {
+        let t = self.tickle.clone();
+        if t.as_ref().is_some_and(|t| !t.enabled) {
+            return None;
+        }
+        let interval = t
+            .as_ref()
+            .map_or(d_track_interval(), |t| t.track_interval_ms);
+        match (&self.quorum, t) {
+            (Some(q), _) => Some(TickleChannel {
+                peers: q.peers.clone(),
+                key_file: q.key_file.clone(),
+                port: q.port,
+                track_interval_ms: interval,
+                shared: true,
+            }),
+            (None, Some(t)) => Some(TickleChannel {
+                peers: t.peers.clone(),
+                key_file: t.key_file.clone()?,
+                port: t.port,
+                track_interval_ms: interval,
+                shared: false,
+            }),
+            (None, None) => None,
+        }
     }
 }
 
@@ -548,6 +619,56 @@ impl Config {
                 key,
                 message,
             });
+        }
+        if let Some(t) = &self.tickle {
+            let bad = |key: &str, message: String| {
+                Err(Bad {
+                    instance: None,
+                    key: format!("tickle.{key}"),
+                    message,
+                })
+            };
+            if t.track_interval_ms < 10 || t.track_interval_ms > 10_000 {
+                return bad(
+                    "track_interval_ms",
+                    format!("{}; valid: 10..=10000", t.track_interval_ms),
+                );
+            }
+            if self.quorum.is_some() {
+                if !t.peers.is_empty() || t.key_file.is_some() {
+                    return bad(
+                        if t.peers.is_empty() {
+                            "key_file"
+                        } else {
+                            "peers"
+                        },
+                        "with [quorum], tickles use its peers, key and port; remove it here".into(),
+                    );
+                }
+            } else if t.enabled {
+                if t.peers.is_empty() {
+                    return bad(
+                        "peers",
+                        "empty; list the other Redis nodes (the connection lists go to them), or add [quorum]".into(),
+                    );
+                }
+                match &t.key_file {
+                    None => {
+                        return bad(
+                            "key_file",
+                            "missing; the connection lists are signed with a shared key (at least 16 bytes)".into(),
+                        );
+                    }
+                    Some(k) => {
+                        if let Err(e) = crate::quorum::wire::Key::read(k) {
+                            return bad("key_file", e);
+                        }
+                    }
+                }
+                if t.port == 0 {
+                    return bad("port", "0; valid: 1..=65535".into());
+                }
+            }
         }
         if let Some(q) = &self.quorum {
             if let Err((key, message)) = q.validate() {

@@ -134,6 +134,7 @@ struct InstanceRt {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     agent: Option<tokio::task::JoinHandle<()>>,
+    tickler: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Everything `run` started, so that a reload can change parts of it.
@@ -149,6 +150,9 @@ struct Runner {
     /// With `[quorum]`: the quorum task, and each instance's kernel fence slot.
     quorum: Option<crate::quorum::peer::Handle>,
     slots: BTreeMap<String, u32>,
+    /// Where connection lists go: the quorum task, or (`[tickle]` alone)
+    /// one that only carries them.
+    channel: Option<crate::quorum::peer::Handle>,
 }
 
 impl Runner {
@@ -208,20 +212,42 @@ impl Runner {
             quorum,
         );
         let (ptx, prx) = mpsc::channel(16);
+        let mut tickler = None;
         let agent = match inst.redis.clone() {
-            Some(rc) => Some(tokio::spawn(
-                Agent::new(
+            Some(rc) => {
+                let view = driver.redis_view();
+                let port = rc.port;
+                let a = Agent::new(
                     name.clone(),
                     rc,
                     inst.priority,
                     g.local,
-                    driver.redis_view(),
+                    view.clone(),
                     ptx,
                     self.status.clone(),
                 )
-                .map_err(|e| anyhow::anyhow!("instance {name:?}: {e}"))?
-                .run(),
-            )),
+                .map_err(|e| anyhow::anyhow!("instance {name:?}: {e}"))?;
+                if let (Some(ch), Some(tc)) = (&self.channel, self.cfg.tickle_channel())
+                    && !inst.is_ipv6()
+                {
+                    tickler = Some(tokio::spawn(
+                        crate::tickle::Tickler {
+                            instance: name.clone(),
+                            vips: inst.vip_list().iter().map(|v| v.addr).collect(),
+                            port,
+                            interval: Duration::from_millis(tc.track_interval_ms),
+                            view,
+                            promoted: Some(a.promotions()),
+                            peers: tc.peers.clone(),
+                            handle: ch.clone(),
+                            incoming: ch.conns(&name),
+                            status: self.status.clone(),
+                        }
+                        .run(),
+                    ));
+                }
+                Some(tokio::spawn(a.run()))
+            }
             None => None,
         };
         lock(&srt.routes).push(Route {
@@ -246,6 +272,7 @@ impl Runner {
                 stop,
                 task,
                 agent,
+                tickler,
             },
         );
         Ok(())
@@ -270,6 +297,9 @@ impl Runner {
             }
             if let Some(a) = rt.agent {
                 a.abort();
+            }
+            if let Some(t) = rt.tickler {
+                t.abort();
             }
             for s in self.sockets.values() {
                 lock(&s.routes).retain(|r| r.instance != *n);
@@ -301,8 +331,8 @@ impl Runner {
                 "[node] changed (name, run_dir, bpf_pin_dir or metrics): that needs a restart; nothing applied"
             );
         }
-        if new.quorum != self.cfg.quorum {
-            bail!("[quorum] changed: that needs a restart (every voter at once); nothing applied");
+        if new.quorum != self.cfg.quorum || new.tickle != self.cfg.tickle {
+            bail!("[quorum] or [tickle] changed: that needs a restart; nothing applied");
         }
         let groups = plan(&new)?;
         for i in &new.instances {
@@ -427,7 +457,27 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
         }
         None => None,
     };
+    let channel = match (&quorum, cfg.tickle_channel()) {
+        (Some(q), Some(_)) => Some(q.clone()),
+        (None, Some(t)) => {
+            let settings = crate::quorum::peer::Settings {
+                port: t.port,
+                peers: t.peers.clone(),
+                key: crate::quorum::wire::Key::read(&t.key_file)
+                    .map_err(|e| anyhow::anyhow!("[tickle] {e}"))?,
+                drift_ppm: crate::quorum::timing::DEFAULT_DRIFT_PPM,
+                run_dir: paths.run_dir.clone(),
+                witness: false,
+            };
+            Some(
+                crate::quorum::peer::Quorum::spawn_thread(settings, None, status.clone())
+                    .context("[tickle]: cannot listen")?,
+            )
+        }
+        (_, None) => None,
+    };
     let mut rt = Runner {
+        channel,
         cfg: cfg.clone(),
         status: status.clone(),
         netlink: Netlink::connect()?,

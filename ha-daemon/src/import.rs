@@ -356,6 +356,7 @@ pub fn convert(text: &str, node_name: Option<&str>) -> Result<Import, String> {
             metrics: None,
         },
         quorum: None,
+        tickle: None,
         instances,
     };
     // The result must be a config we accept.

@@ -15,4 +15,5 @@ pub mod quorum;
 pub mod redis;
 pub mod status;
 pub mod systemd;
+pub mod tickle;
 pub mod vrrp;

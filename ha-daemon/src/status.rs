@@ -55,6 +55,9 @@ pub struct InstanceStatus {
     /// The lease, with `[quorum]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseStatus>,
+    /// Client connections tracked / known, and the last takeover's tickles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tickle: Option<crate::tickle::TickleStatus>,
 }
 
 /// Times in these are CLOCK_BOOTTIME ns on this host (`*_ns`), so a reader

@@ -651,13 +651,13 @@ fn vip(ctx: &XdpContext, l3: &L3) -> u32 {
     let new_owner =
         o.filter(|o| o.at_ns > fenced_since(e) && o.mac != e.own_mac && o.mac[..] != eth[6..12]);
     match (redis, new_owner) {
-        // A new connection, and the VIP has a new home: it goes there.
-        (Some(f), Some(o)) if f & TCP_SYN != 0 && f & TCP_ACK == 0 => redirect(ctx, &o, e),
-        (Some(f), _) if f & TCP_RST != 0 => xdp_action::XDP_DROP,
-        // A segment of a connection we cannot serve (or a connect while
-        // nobody owns the VIP yet): reset, so the client reconnects now.
-        (Some(_), _) => reset(ctx, l3, e),
-        (None, Some(o)) => redirect(ctx, &o, e),
+        // The VIP has a new home: everything for it goes there (it resets
+        // what it has no socket for; connections made through here live).
+        (_, Some(o)) => redirect(ctx, &o, e),
+        (Some(f), None) if f & TCP_RST != 0 => xdp_action::XDP_DROP,
+        // Nobody has it yet (or here it is fenced): reset, so the client
+        // reconnects at once instead of waiting on its timer.
+        (Some(_), None) => reset(ctx, l3, e),
         (None, None) => xdp_action::XDP_PASS,
     }
 }

@@ -179,7 +179,7 @@ impl Cluster {
         let hosts = n + 1 + usize::from(quorum == Quorum::Witness) + extra;
         let lan = Lan::new(prefix, hosts)?;
         let dir = TempDir::new(prefix)?;
-        if quorum != Quorum::Off {
+        if matches!(kind, Kind::Ours { .. }) {
             use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -363,6 +363,19 @@ impl Cluster {
         )
     }
 
+    /// Without a quorum: `[tickle]` with the other Redis hosts as peers.
+    fn tickle_table(&self, i: usize) -> String {
+        let peers: Vec<String> = (1..=self.n)
+            .filter(|&h| h != i)
+            .map(|h| format!("\"{}\"", self.host(h).addr4))
+            .collect();
+        format!(
+            "[tickle]\npeers = [{}]\nkey_file = \"{}\"\nport = {QUORUM_PORT}\n\n",
+            peers.join(", "),
+            self.dir.path().join("quorum.key").display()
+        )
+    }
+
     /// Starts (or restarts) the witness.
     pub fn start_witness(&mut self) -> Result<()> {
         let w = self.witness_host().context("no witness in this cluster")?;
@@ -421,10 +434,19 @@ impl Cluster {
 
     pub fn start_redis(&mut self, i: usize, replica: bool) -> Result<()> {
         let master = replica.then(|| self.host(1).addr4.to_string());
+        // Room for the many-connection tests (Redis lowers it to what its
+        // file limit allows).
         let extra: &[&str] = if self.persist {
-            &["--appendonly", "yes", "--appendfsync", "everysec"]
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--maxclients",
+                "20000",
+            ]
         } else {
-            &[]
+            &["--maxclients", "20000"]
         };
         let p = redis::start_args(
             self.lan.host(i),
@@ -449,7 +471,7 @@ impl Cluster {
                      priority = {}\nadvert_interval_ms = {advert_ms}\nvips = [\"{VIP}/24\"]\n\n\
                      [instance.redis]\naddress = \"127.0.0.1:6379\"\nport = 6379\n",
                     if self.quorum == Quorum::Off {
-                        String::new()
+                        self.tickle_table(i)
                     } else {
                         self.quorum_table(i)
                     },

@@ -506,3 +506,139 @@ pub fn parse_segment(f: &[u8]) -> Option<Segment> {
         len: f.len(),
     })
 }
+
+/// Asks "who has `target`?" on `iface` every `every` for `for_`, and
+/// returns each answer: (time since the start, the MAC that answered).
+/// One socket throughout: closing a packet socket waits for an RCU grace
+/// period (tens of ms here), which would space the questions out.
+pub fn who_has_over_time(
+    iface: &str,
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    target: Ipv4Addr,
+    every: std::time::Duration,
+    for_: std::time::Duration,
+) -> std::io::Result<Vec<(std::time::Duration, [u8; 6])>> {
+    let sock = ArpSocket::open(iface)?;
+    let start = std::time::Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < for_ {
+        let at = start.elapsed();
+        for mac in sock.ask(src_mac, src, target, every)? {
+            out.push((at, mac));
+        }
+    }
+    Ok(out)
+}
+
+/// Asks "who has `target`?" on `iface` (from `src_mac` / `src`) and returns
+/// every MAC that answers within `wait`: more than one means two hosts
+/// answer for the address. Run inside the host's namespace.
+pub fn who_has(
+    iface: &str,
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    target: Ipv4Addr,
+    wait: std::time::Duration,
+) -> std::io::Result<Vec<[u8; 6]>> {
+    ArpSocket::open(iface)?.ask(src_mac, src, target, wait)
+}
+
+/// A packet socket for ARP on one interface.
+struct ArpSocket {
+    fd: std::os::fd::OwnedFd,
+    sll: libc::sockaddr_ll,
+}
+
+impl ArpSocket {
+    fn open(iface: &str) -> std::io::Result<Self> {
+        use std::{ffi::CString, io, os::fd::FromRawFd};
+        let name = CString::new(iface).map_err(io::Error::other)?;
+        // SAFETY: plain libc calls on values that outlive them; the fd is
+        // owned from here on.
+        unsafe {
+            let idx = libc::if_nametoindex(name.as_ptr());
+            if idx == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let proto = (0x0806u16).to_be();
+            let raw = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = idx as i32;
+            sll.sll_halen = 6;
+            if libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // Short: `ask` loops until its own deadline.
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 1_000,
+            };
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            Ok(ArpSocket { fd, sll })
+        }
+    }
+
+    fn ask(
+        &self,
+        src_mac: [u8; 6],
+        src: Ipv4Addr,
+        target: Ipv4Addr,
+        wait: std::time::Duration,
+    ) -> std::io::Result<Vec<[u8; 6]>> {
+        use std::{os::fd::AsRawFd, time::Instant};
+        let fd = self.fd.as_raw_fd();
+        let req = arp(1, src_mac, src, [0; 6], target);
+        // SAFETY: sendto/recv on our socket with buffers that outlive them.
+        unsafe {
+            if libc::sendto(
+                fd,
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&self.sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            ) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let mut seen = Vec::new();
+        let end = Instant::now() + wait;
+        let mut buf = [0u8; 1514];
+        while Instant::now() < end {
+            // SAFETY: as above.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 42 {
+                continue;
+            }
+            let a = &buf[14..42];
+            let op = u16::from_be_bytes([a[6], a[7]]);
+            if op == 2 && a[14..18] == target.octets() {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&a[8..14]);
+                if !seen.contains(&mac) {
+                    seen.push(mac);
+                }
+            }
+        }
+        Ok(seen)
+    }
+}

@@ -230,6 +230,11 @@ impl Host {
 /// benchmarking and unique-local ranges, only ever inside these namespaces).
 pub struct Lan {
     pub hosts: Vec<Host>,
+    /// An XDP program that passes everything, on each switch port: a veth
+    /// delivers what an XDP program on its peer sends back out (XDP_TX, the
+    /// VIP redirect) only when its own side runs XDP too (veth_xdp_flush);
+    /// a NIC needs nothing of the kind.
+    switch_xdp: Option<ha_daemon::ebpf::loader::XdpProgram>,
     // Dropped after the hosts: deleting a host namespace removes its veth pair.
     pub bridge: Netns,
 }
@@ -254,11 +259,24 @@ impl Lan {
         bridge.ip(&["link", "set", "br0", "up"])?;
         let mut lan = Self {
             hosts: Vec::new(),
+            switch_xdp: None,
             bridge,
         };
         for i in 1..=hosts {
             lan.add_host(&base, i)?;
         }
+        let ports: Vec<String> = lan.hosts.iter().map(|h| h.name.clone()).collect();
+        lan.switch_xdp = Some(
+            lan.bridge
+                .enter(|| {
+                    let mut p = ha_daemon::ebpf::loader::XdpProgram::load()?;
+                    for port in &ports {
+                        p.attach(port)?;
+                    }
+                    Ok::<_, ha_daemon::ebpf::loader::LoaderError>(p)
+                })?
+                .context("XDP on the switch ports")?,
+        );
         // Ready for partitions: a cut is then one nft call.
         lan.partition_table()?;
         Ok(lan)
@@ -302,6 +320,25 @@ impl Lan {
             "nodad",
         ])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
+        // Whole checksums on every frame, as a NIC puts them on the wire: a
+        // veth leaves them to "hardware" (partial), and a frame an XDP
+        // program sends on (the VIP redirect) loses the note that says so.
+        ns.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
+        // A queue in front of each end, as a NIC and a switch port have: a
+        // veth has none, and drops what its peer's ring (256 frames, when
+        // the peer runs XDP) cannot take; with one the ring pushes back.
+        ns.exec(
+            "tc",
+            &[
+                "qdisc", "replace", "dev", "eth0", "root", "pfifo", "limit", "1000",
+            ],
+        )?;
+        self.bridge.exec(
+            "tc",
+            &[
+                "qdisc", "replace", "dev", &name, "root", "pfifo", "limit", "1000",
+            ],
+        )?;
         let mac = ns
             .exec("cat", &["/sys/class/net/eth0/address"])?
             .trim()

@@ -535,13 +535,20 @@ fn forged_priority_255_adverts_from_a_non_voter_count_for_nothing() {
         .unwrap();
     let r = w.stop();
     assert_eq!(c.status(1).unwrap()["state"], "Master");
-    assert!(c.holds_vip(1));
+    assert!(c.holds_vip(1) && !c.holds_vip(2));
+    assert_eq!(
+        (transitions(&c, 1), transitions(&c, 2)),
+        before,
+        "nobody changed state"
+    );
     let drops = c.daemon(1).map_or(0, |d| d.xdp_drops("not_voter"));
     println!("forged adverts: {sent} sent, {drops} dropped in XDP on h1");
     assert!(sent > 50 && drops == sent, "{sent} sent, {drops} dropped");
     no_write_lost("forged adverts", &c, &r, fault);
+    // Without the quorum a master drops the VIP for the whole flood (2 s);
+    // here at most a TCP retransmit of this busy lab host shows.
     assert!(
-        r.longest_gap() < Duration::from_millis(100),
+        r.longest_gap() < Duration::from_millis(300),
         "writes went on: {:?}",
         r.longest_gap()
     );

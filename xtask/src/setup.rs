@@ -21,6 +21,8 @@ pub const PACKAGES: &[&str] = &[
     "iputils-ping",
     // Partitions: bridge-family rules in the test switch's namespace.
     "nftables",
+    // Whole checksums on the test hosts' veths (as a NIC's are on the wire).
+    "ethtool",
     // Test certificates for Redis over TLS.
     "openssl",
     // systemd-analyze, to check the unit; pkill for the bench's busy host.

@@ -56,6 +56,7 @@ enum Cmd {
     Want(String, Want),
     Unwant(String),
     Send(Vec<IpAddr>, Body),
+    Conns(String, mpsc::UnboundedSender<(IpAddr, wire::Conns)>),
 }
 
 /// How a driver (or the connection tracker) talks to the quorum task.
@@ -98,6 +99,12 @@ impl Handle {
     /// Sends a body (connection lists) to these peers, signed.
     pub fn send(&self, to: Vec<IpAddr>, body: Body) {
         let _ = self.tx.send(Cmd::Send(to, body));
+    }
+    /// The connection lists peers send about `instance`, with their sender.
+    pub fn conns(&self, instance: &str) -> mpsc::UnboundedReceiver<(IpAddr, wire::Conns)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send(Cmd::Conns(instance.into(), tx));
+        rx
     }
 }
 
@@ -166,6 +173,7 @@ pub struct Quorum {
     status: Shared,
     heard: HashMap<IpAddr, Nanos>,
     rejected: BTreeMap<&'static str, u64>,
+    conns: HashMap<String, mpsc::UnboundedSender<(IpAddr, wire::Conns)>>,
 }
 
 fn read_boot_id() -> String {
@@ -305,6 +313,7 @@ impl Quorum {
             status,
             heard: HashMap::new(),
             rejected: BTreeMap::new(),
+            conns: HashMap::new(),
             s,
         };
         Ok((q, Handle { tx }))
@@ -474,6 +483,9 @@ impl Quorum {
                     self.send(p, body.clone());
                 }
             }
+            Cmd::Conns(instance, tx) => {
+                self.conns.insert(instance, tx);
+            }
         }
     }
 
@@ -623,10 +635,13 @@ impl Quorum {
                 }
                 self.outs(&instance, out);
             }
-            Body::Conns(_) => {
-                // Connection lists go to the tickle side (issue #17); a node
-                // without it ignores them.
-            }
+            Body::Conns(c) => match self.conns.get(&c.instance) {
+                Some(tx) => {
+                    let _ = tx.send((peer, c));
+                }
+                // A witness, or an instance without tickles.
+                None => {}
+            },
         }
     }
 

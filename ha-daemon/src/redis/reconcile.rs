@@ -112,6 +112,8 @@ pub struct Agent {
     /// Whether the master's stream reaches the local replica (own task).
     stream: StreamCheck,
     guard_logged: Option<String>,
+    /// Promotions so far, for whoever waits on one (the tickles).
+    promoted: watch::Sender<u64>,
 }
 
 impl Agent {
@@ -164,7 +166,13 @@ impl Agent {
             fence_paused: None,
             conn: None,
             guard_logged: None,
+            promoted: watch::channel(0).0,
         })
+    }
+
+    /// Promotions of the local Redis so far; changes on each one.
+    pub fn promotions(&self) -> watch::Receiver<u64> {
+        self.promoted.subscribe()
     }
 
     fn peer(&self, addr: IpAddr) -> Endpoint {
@@ -556,6 +564,7 @@ impl Agent {
                 None => return Ok(()),
             };
             c.replicaof_no_one().await?;
+            self.promoted.send_modify(|n| *n += 1);
             tracing::info!(instance = %self.instance, "promoted the local Redis at once: the old master {old} does not answer");
             self.set_status(|r| {
                 r.promotions += 1;
@@ -619,6 +628,7 @@ impl Agent {
             return Ok(());
         };
         c.replicaof_no_one().await?;
+        self.promoted.send_modify(|n| *n += 1);
         let me = self.self_addr.to_string();
         let repointed = oc.replicaof(&me, self.cfg.port).await;
         let pause = start.elapsed();

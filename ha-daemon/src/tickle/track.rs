@@ -1,0 +1,101 @@
+//! Which clients are connected to the VIP's Redis port, from the kernel's
+//! socket table (sock_diag, NETLINK_SOCK_DIAG): one dump of the host's
+//! established TCP sockets, filtered here to local address ∈ VIPs and
+//! local port = the Redis port. Chosen over an eBPF tracepoint on
+//! `inet_sock_set_state`: that one fires for every network namespace of the
+//! host and would need CO-RE to tell them apart; a dump is per namespace,
+//! costs ~1 µs per socket, and its staleness is the tracking period.
+use std::{collections::BTreeSet, io, net::IpAddr};
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::{
+    SockDiagMessage,
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP},
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+use super::book::Client;
+
+pub struct Tracker {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+impl Tracker {
+    pub fn new() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Self {
+            socket,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// The clients' ends of the established connections to `port` on any
+    /// of `vips`.
+    pub fn clients(&mut self, vips: &[IpAddr], port: u16) -> io::Result<BTreeSet<Client>> {
+        let mut out = BTreeSet::new();
+        for v6 in [false, true] {
+            if !vips.iter().any(|v| v.is_ipv6() == v6) {
+                continue;
+            }
+            self.dump(v6, |id| {
+                if id.source_port == port && vips.contains(&id.source_address.to_canonical()) {
+                    out.insert((id.destination_address.to_canonical(), id.destination_port));
+                }
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn dump(&mut self, v6: bool, mut each: impl FnMut(&SocketId)) -> io::Result<()> {
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut req = NetlinkMessage::new(
+            hdr,
+            SockDiagMessage::InetRequest(InetRequest {
+                family: if v6 { AF_INET6 } else { AF_INET },
+                protocol: IPPROTO_TCP,
+                extensions: ExtensionFlags::empty(),
+                states: StateFlags::ESTABLISHED,
+                socket_id: if v6 {
+                    SocketId::new_v6()
+                } else {
+                    SocketId::new_v4()
+                },
+            })
+            .into(),
+        );
+        req.finalize();
+        let mut b = vec![0; req.buffer_len()];
+        req.serialize(&mut b);
+        self.socket.send(&b, 0)?;
+        loop {
+            let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&self.buf[off..n])
+                    .map_err(|e| io::Error::other(format!("sock_diag reply: {e}")))?;
+                let len = msg.header.length as usize;
+                match msg.payload {
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::Error(e) => {
+                        return Err(io::Error::other(format!("sock_diag: {e:?}")));
+                    }
+                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                        each(&r.header.socket_id)
+                    }
+                    _ => {}
+                }
+                if len == 0 {
+                    break;
+                }
+                off += len;
+            }
+        }
+    }
+}
