@@ -1057,4 +1057,157 @@ vips = ["10.0.0.100/24"]
         let shown = toml::to_string(&c).unwrap();
         assert!(!shown.contains("s3cret") && shown.contains("********"));
     }
+
+    /// A key file for the quorum tests (removed with the dir).
+    fn key_file(dir: &Path, bytes: usize) -> PathBuf {
+        let p = dir.join(format!("key{bytes}"));
+        std::fs::write(&p, "k".repeat(bytes)).unwrap();
+        p
+    }
+
+    fn test_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ha-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn quorum_defects_are_named_and_say_what_is_valid() {
+        let dir = test_dir("quorum");
+        let key = key_file(&dir, 32);
+        let with = |q: &str| format!("{GOOD}\n[quorum]\n{q}\n");
+        let k = format!("key_file = {:?}", key.display().to_string());
+        let cases = [
+            (
+                with(&format!("peers = [\"10.0.0.2\"]\n{k}")),
+                "a majority of two is both",
+            ),
+            (with(&format!("peers = []\n{k}")), "list every other voter"),
+            (
+                with(&format!("peers = [\"10.0.0.2\", \"10.0.0.2\"]\n{k}")),
+                "listed twice",
+            ),
+            (
+                with(&format!("peers = [\"127.0.0.1\", \"10.0.0.9\"]\n{k}")),
+                "is not a voter's address",
+            ),
+            (
+                with(&format!(
+                    "peers = [\"10.0.0.2\", \"10.0.0.9\"]\n{k}\nport = 0"
+                )),
+                "quorum.port: 0; valid: 1..=65535",
+            ),
+            (
+                with(&format!(
+                    "peers = [\"10.0.0.2\", \"10.0.0.9\"]\n{k}\nmax_drift_ppm = 900000"
+                )),
+                "max_drift_ppm: 900000; valid",
+            ),
+            (
+                with(&format!(
+                    "peers = [\"10.0.0.2\", \"10.0.0.9\"]\nkey_file = {:?}",
+                    key_file(&dir, 4).display().to_string()
+                )),
+                "quorum.key_file",
+            ),
+            (
+                with(
+                    "peers = [\"10.0.0.2\", \"10.0.0.9\"]\nkey_file = \"/nonexistent/quorum.key\"",
+                ),
+                "quorum.key_file",
+            ),
+            (
+                with(&format!(
+                    "peers = [\"10.0.0.2\", \"10.0.0.9\"]\n{k}\n[tickle]\npeers = [\"10.0.0.2\"]"
+                )),
+                "tickles use its peers",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text).expect_err(want);
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        let ok = parse(&with(&format!("peers = [\"10.0.0.2\", \"10.0.0.9\"]\n{k}"))).unwrap();
+        let q = ok.quorum.as_ref().unwrap();
+        assert_eq!((q.port, q.voters()), (DEFAULT_QUORUM_PORT, 3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_quorum_a_redis_set_up_is_warned_about_partitions() {
+        let redis = format!("{GOOD}\n[instance.redis]\naddress = \"127.0.0.1:6379\"\n");
+        let w = parse(&redis).unwrap().warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("partition") && w[0].contains("witness"),
+            "{w:?}"
+        );
+        // VRRP alone has no Redis data to lose.
+        assert!(parse(GOOD).unwrap().warnings().is_empty());
+    }
+
+    #[test]
+    fn tickle_needs_its_peers_and_key_without_a_quorum() {
+        let dir = test_dir("tickle");
+        let key = key_file(&dir, 32);
+        let t = |body: &str| format!("{GOOD}\n[tickle]\n{body}\n");
+        let e = parse(&t("")).unwrap_err();
+        assert!(
+            e.contains("tickle.peers") && e.contains("list the other Redis nodes"),
+            "{e}"
+        );
+        let e = parse(&t("peers = [\"10.0.0.2\"]")).unwrap_err();
+        assert!(e.contains("tickle.key_file: missing"), "{e}");
+        let e = parse(&t(&format!(
+            "peers = [\"10.0.0.2\"]\nkey_file = {:?}\ntrack_interval_ms = 1",
+            key.display().to_string()
+        )))
+        .unwrap_err();
+        assert!(e.contains("track_interval_ms: 1; valid: 10..=10000"), "{e}");
+        let ok = parse(&t(&format!(
+            "peers = [\"10.0.0.2\"]\nkey_file = {:?}",
+            key.display().to_string()
+        )))
+        .unwrap();
+        let ch = ok.tickle_channel().unwrap();
+        assert!(!ch.shared && ch.peers.len() == 1);
+        // Switched off: nothing else needed.
+        assert!(
+            parse(&t("enabled = false"))
+                .unwrap()
+                .tickle_channel()
+                .is_none()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_witness_file_has_node_and_quorum_only() {
+        let dir = test_dir("witness");
+        let key = key_file(&dir, 32);
+        let base = format!(
+            "[node]\nname = \"w\"\n[quorum]\npeers = [\"10.0.0.1\", \"10.0.0.2\"]\nkey_file = {:?}\n",
+            key.display().to_string()
+        );
+        let w = WitnessConfig::parse(&base, Path::new("witness.toml")).unwrap();
+        assert_eq!(w.run_dir(), PathBuf::from("/run/ha-daemon/w"));
+        let e = WitnessConfig::parse(
+            &format!("{base}[[instance]]\nname = \"x\"\n"),
+            Path::new("witness.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `instance`"), "{e}");
+        let e = WitnessConfig::parse(
+            &base.replace("\"10.0.0.1\", ", ""),
+            Path::new("witness.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("witness.toml") && e.contains("majority of two"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -146,6 +146,25 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
             o.line("ha_xdp_drops_total", &[("reason", r)], c);
         }
     }
+    if let Some(x) = xdp {
+        o.head(
+            "ha_kernel_fence_total",
+            "counter",
+            "What the pinned XDP/TC programs did for the VIPs: frames redirected to a new owner, resets sent past the lease, ARP suppressed, replies fenced.",
+        );
+        for (r, c) in &x.counters {
+            o.line("ha_kernel_fence_total", &[("action", r)], c);
+        }
+        if let Some(age) = x.heartbeat_age_ms {
+            o.head(
+                "ha_kernel_heartbeat_age_seconds",
+                "gauge",
+                "Age of the daemon's heartbeat as the kernel side sees it.",
+            );
+            o.line("ha_kernel_heartbeat_age_seconds", &[], age / 1000.0);
+        }
+    }
+    lease_and_tickles(&mut o, s);
     o.head(
         "ha_redis_up",
         "gauge",
@@ -205,6 +224,176 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         }
     }
     o.0
+}
+
+/// The quorum side (a node's and a witness's) and the tickles.
+fn lease_and_tickles(o: &mut Out, s: &Status) {
+    let insts = &s.instances;
+    let leases: Vec<(&String, &crate::status::LeaseStatus)> = insts
+        .iter()
+        .filter_map(|(n, i)| i.lease.as_ref().map(|l| (n, l)))
+        .collect();
+    if !leases.is_empty() {
+        o.head(
+            "ha_lease_held",
+            "gauge",
+            "1 while this node holds the instance's quorum lease.",
+        );
+        for (n, l) in &leases {
+            o.line("ha_lease_held", &[("instance", n)], u8::from(l.held));
+        }
+        o.head("ha_lease_term", "gauge", "Newest lease term known.");
+        for (n, l) in &leases {
+            o.line("ha_lease_term", &[("instance", n)], l.term);
+        }
+        o.head(
+            "ha_lease_remaining_seconds",
+            "gauge",
+            "Time left on this node's lease (0 when it holds none).",
+        );
+        let now = crate::ebpf::clock::boottime_ns();
+        for (n, l) in &leases {
+            let left = if l.held {
+                l.until_ns.saturating_sub(now) as f64 / 1e9
+            } else {
+                0.0
+            };
+            o.line("ha_lease_remaining_seconds", &[("instance", n)], left);
+        }
+        o.head(
+            "ha_lease_granted_by",
+            "gauge",
+            "Voters whose promises back this node's lease now.",
+        );
+        for (n, l) in &leases {
+            o.line(
+                "ha_lease_granted_by",
+                &[("instance", n)],
+                l.granted_by.len(),
+            );
+        }
+        o.head(
+            "ha_lease_events_total",
+            "counter",
+            "Leases acquired, lost (not renewed in time) and released.",
+        );
+        for (n, l) in &leases {
+            for (ev, c) in [
+                ("acquired", l.acquired),
+                ("lost", l.lost),
+                ("released", l.released),
+            ] {
+                o.line(
+                    "ha_lease_events_total",
+                    &[("instance", n), ("event", ev)],
+                    c,
+                );
+            }
+        }
+    }
+    if let Some(q) = &s.quorum {
+        o.head(
+            "ha_quorum_voters",
+            "gauge",
+            "Voters in the quorum and the majority a lease needs.",
+        );
+        o.line("ha_quorum_voters", &[("kind", "all")], q.voters);
+        o.line("ha_quorum_voters", &[("kind", "majority")], q.majority);
+        o.head(
+            "ha_quorum_peer_heard_seconds",
+            "gauge",
+            "Time since the last authentic datagram from each voter (-1: never).",
+        );
+        for p in &q.peers {
+            let age = if p.heard_ns == 0 {
+                -1.0
+            } else {
+                q.now_ns.saturating_sub(p.heard_ns) as f64 / 1e9
+            };
+            o.line(
+                "ha_quorum_peer_heard_seconds",
+                &[("peer", &p.addr.to_string())],
+                age,
+            );
+        }
+        o.head(
+            "ha_quorum_rejected_total",
+            "counter",
+            "Quorum datagrams dropped, by reason (bad_mac, replay, not_voter, ...).",
+        );
+        for (r, c) in &q.rejected {
+            o.line("ha_quorum_rejected_total", &[("reason", r)], c);
+        }
+        o.head(
+            "ha_quorum_grants_total",
+            "counter",
+            "Promises this voter granted, per instance.",
+        );
+        for (n, v) in &q.votes {
+            o.line("ha_quorum_grants_total", &[("instance", n)], v.granted);
+        }
+        o.head(
+            "ha_quorum_refusals_total",
+            "counter",
+            "Promises this voter refused, per instance and reason.",
+        );
+        for (n, v) in &q.votes {
+            for (r, c) in &v.refused {
+                o.line(
+                    "ha_quorum_refusals_total",
+                    &[("instance", n), ("reason", r)],
+                    c,
+                );
+            }
+        }
+    }
+    let tickles: Vec<(&String, &crate::tickle::TickleStatus)> = insts
+        .iter()
+        .filter_map(|(n, i)| i.tickle.as_ref().map(|t| (n, t)))
+        .collect();
+    if !tickles.is_empty() {
+        o.head(
+            "ha_tickle_clients",
+            "gauge",
+            "Client connections to the VIP's Redis port: tracked (master) and known from the master (backup).",
+        );
+        for (n, t) in &tickles {
+            o.line(
+                "ha_tickle_clients",
+                &[("instance", n), ("kind", "tracked")],
+                t.tracked,
+            );
+            o.line(
+                "ha_tickle_clients",
+                &[("instance", n), ("kind", "known")],
+                t.known,
+            );
+        }
+        o.head(
+            "ha_tickle_last_sent",
+            "gauge",
+            "Tickles sent in the first round of the last takeover.",
+        );
+        for (n, t) in &tickles {
+            if let Some(l) = &t.last {
+                o.line("ha_tickle_last_sent", &[("instance", n)], l.sent);
+            }
+        }
+        o.head(
+            "ha_tickle_last_send_seconds",
+            "gauge",
+            "How long the last takeover's first round of tickles took to send.",
+        );
+        for (n, t) in &tickles {
+            if let Some(l) = &t.last {
+                o.line(
+                    "ha_tickle_last_send_seconds",
+                    &[("instance", n)],
+                    l.send_ms / 1000.0,
+                );
+            }
+        }
+    }
 }
 
 /// Binds the metrics address: a busy or invalid one stops the daemon at
@@ -273,6 +462,78 @@ mod tests {
         for l in t.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
             assert!(t.contains(&format!("# TYPE {name} ")), "{l}");
+        }
+    }
+
+    #[test]
+    fn lease_quorum_and_tickles_are_shown_grouped_by_family() {
+        use crate::status::{LeaseStatus, PeerStatus, QuorumStatus, VoteStatus};
+        let mut s = Status::default();
+        let i = InstanceStatus {
+            lease: Some(LeaseStatus {
+                held: true,
+                term: 7,
+                until_ns: u64::MAX,
+                granted_by: vec!["self".into(), "198.18.0.9".into()],
+                acquired: 2,
+                lost: 1,
+                ..Default::default()
+            }),
+            tickle: Some(crate::tickle::TickleStatus {
+                tracked: 12,
+                last: Some(crate::tickle::LastTickle {
+                    sent: 1000,
+                    send_ms: 20.0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        s.instances.insert("vi".into(), i);
+        s.quorum = Some(QuorumStatus {
+            voters: 3,
+            majority: 2,
+            peers: vec![PeerStatus {
+                addr: "198.18.0.9".parse().unwrap(),
+                heard_ns: 0,
+            }],
+            rejected: [("bad_mac".to_owned(), 4)].into(),
+            votes: [(
+                "vi".to_owned(),
+                VoteStatus {
+                    granted: 9,
+                    refused: [("held_by_other".to_owned(), 1)].into(),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        });
+        let t = render(&s, None);
+        for want in [
+            "ha_lease_held{instance=\"vi\"} 1\n",
+            "ha_lease_term{instance=\"vi\"} 7\n",
+            "ha_lease_granted_by{instance=\"vi\"} 2\n",
+            "ha_lease_events_total{instance=\"vi\",event=\"lost\"} 1\n",
+            "ha_quorum_voters{kind=\"majority\"} 2\n",
+            "ha_quorum_peer_heard_seconds{peer=\"198.18.0.9\"} -1\n",
+            "ha_quorum_rejected_total{reason=\"bad_mac\"} 4\n",
+            "ha_quorum_refusals_total{instance=\"vi\",reason=\"held_by_other\"} 1\n",
+            "ha_tickle_clients{instance=\"vi\",kind=\"tracked\"} 12\n",
+            "ha_tickle_last_sent{instance=\"vi\"} 1000\n",
+            "ha_tickle_last_send_seconds{instance=\"vi\"} 0.02\n",
+        ] {
+            assert!(t.contains(want), "{want} missing from\n{t}");
+        }
+        // A family's samples follow its own TYPE line, none other's.
+        let mut current = "";
+        for l in t.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap();
+            } else if !l.starts_with('#') {
+                assert_eq!(l.split(['{', ' ']).next().unwrap(), current, "{l}");
+            }
         }
     }
 }

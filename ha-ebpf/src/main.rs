@@ -512,9 +512,15 @@ fn fenced_since(e: &VipState) -> u64 {
     if e.flags & VIP_HELD != 0 {
         heartbeat()
     } else {
-        e.released_ns
+        // A node that preempts or takes a switchover announces the VIP
+        // just before its advert makes this one give it up.
+        e.released_ns.saturating_sub(ANNOUNCE_LEAD_NS)
     }
 }
+
+/// How long before our release another host's announcement still names
+/// the VIP's new owner.
+const ANNOUNCE_LEAD_NS: u64 = 100_000_000;
 
 /// Gratuitous ARP from another host for one of our VIPs: it owns it now.
 /// ARP requests for a VIP we may not serve: not answered from here.
@@ -641,6 +647,12 @@ fn vip(ctx: &XdpContext, l3: &L3) -> u32 {
         Some(x) => x,
         None => return xdp_action::XDP_PASS,
     };
+    // Only what is sent to this host: a switch floods frames for a MAC it
+    // has lost track of (the owner's link went down) to every port, and
+    // those are not ours to answer or carry.
+    if eth[0..6] != e.own_mac {
+        return xdp_action::XDP_PASS;
+    }
     let redis = if l3.proto == IPPROTO_TCP {
         load::<[u8; 14]>(ctx, l3.off)
             .filter(|th| u16::from_be_bytes([th[2], th[3]]) == e.redis_port)

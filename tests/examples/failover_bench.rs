@@ -1,15 +1,19 @@
 //! `cargo xtask bench`: failover as a client sees it, ha-daemon beside
 //! keepalived with the guides' notify scripts, on fresh namespace clusters.
 //!
-//! Per fault and daemon, N runs: longest write gap, total unavailable time,
-//! acknowledged writes lost, time with two writable masters. Then a busy
-//! backup (CPU saturated, 30 s) and a hostile one (100k bogus adverts/s)
-//! counting false takeovers, and each daemon's idle CPU over 60 s.
+//! Per fault and daemon, N runs, each with three clients side by side (50 ms
+//! timeouts; no timeouts at all; redis-py as it ships), each judged alone:
+//! longest write gap, total unavailable time, acknowledged writes lost, time
+//! with two writable masters. The faults include partitions (healed after
+//! 3 s), where ha-daemon runs with a witness too. Then a busy backup (CPU
+//! saturated, 30 s) and a hostile one (100k bogus adverts/s) counting false
+//! takeovers, and each daemon's idle CPU over 60 s (and the witness's).
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use anyhow::Result;
 use ha_testbed::{
-    cluster::{Cluster, Fault, Kind, Outcome, run_fault},
+    client::Profile,
+    cluster::{Cluster, Fault, Kind, Outcome, Quorum, run_fault_as},
     frames::flood_bogus_adverts,
     require_root,
 };
@@ -18,8 +22,30 @@ use ha_testbed::{
 struct FaultRow {
     fault: String,
     daemon: String,
+    /// The client profile's label.
+    #[serde(default)]
+    client: String,
     runs: Vec<Outcome>,
     errors: Vec<String>,
+}
+
+/// A daemon set-up the bench compares.
+#[derive(Clone, Copy)]
+struct Setup {
+    kind: Kind,
+    quorum: Quorum,
+}
+
+impl Setup {
+    fn label(&self) -> String {
+        match self.quorum {
+            Quorum::Off => self.kind.label(),
+            _ => format!("{} + witness", self.kind.label()),
+        }
+    }
+    fn ours(&self) -> bool {
+        matches!(self.kind, Kind::Ours { .. })
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -31,6 +57,9 @@ struct Report {
     hostile_flood: BTreeMap<String, (usize, u128)>,
     /// daemon → (master CPU ms, backup CPU ms) over 60 s idle.
     idle_cpu_60s: BTreeMap<String, (u128, u128)>,
+    /// daemon → the witness's CPU ms over the same 60 s.
+    #[serde(default)]
+    idle_witness_cpu_60s: BTreeMap<String, u128>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -62,12 +91,19 @@ fn machine() -> String {
 /// both Redis masters at start (overlapping REPLICAOF calls), so a cluster
 /// that does not form is tried again, up to three times.
 fn start(kind: Kind) -> Result<Cluster> {
+    start_as(Setup {
+        kind,
+        quorum: Quorum::Off,
+    })
+}
+
+fn start_as(setup: Setup) -> Result<Cluster> {
     let mut last = None;
     for _ in 0..3 {
-        match Cluster::start(kind, 2, "hab", false) {
+        match Cluster::start_full(setup.kind, 2, setup.quorum, 0, "hab", false) {
             Ok(c) => return Ok(c),
             Err(e) => {
-                eprintln!("{}: cluster did not form, again: {e:#}", kind.label());
+                eprintln!("{}: cluster did not form, again: {e:#}", setup.label());
                 last = Some(e);
             }
         }
@@ -120,8 +156,12 @@ fn svg(rows: &[PlotRow], daemons: &[String]) -> String {
     // write gap), log scale from 1 ms to 100 s.
     let colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"];
     let faults: Vec<&String> = {
-        let mut f: Vec<&String> = rows.iter().map(|r| &r.0).collect();
-        f.dedup();
+        let mut f: Vec<&String> = Vec::new();
+        for r in rows {
+            if !f.contains(&&r.0) {
+                f.push(&r.0);
+            }
+        }
         f
     };
     let (left, width, bar, gap) = (190.0, 520.0, 14.0, 12.0);
@@ -204,7 +244,7 @@ fn svg(rows: &[PlotRow], daemons: &[String]) -> String {
 /// Runs every fault and case; the report the table and plot are made of.
 fn measure(
     runs: usize,
-    daemons: &[Kind],
+    daemons: &[Setup],
     args: &[String],
     opt: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Report> {
@@ -214,50 +254,75 @@ fn measure(
     };
     // `--only TEXT`: only the faults whose label contains it.
     let only = opt("--only");
-    for fault in Fault::ALL
+    let profiles: Vec<Option<Profile>> = Profile::ALL.into_iter().map(Some).collect();
+    let faults = Fault::ALL
         .into_iter()
-        .filter(|f| only.as_deref().is_none_or(|o| f.label().contains(o)))
-    {
-        for &kind in daemons {
-            if fault == Fault::Switchover && !matches!(kind, Kind::Ours { .. }) {
+        .chain([Fault::HandOver])
+        .chain(Fault::PARTITIONS);
+    for fault in faults.filter(|f| only.as_deref().is_none_or(|o| f.label().contains(o))) {
+        for setup in daemons {
+            let planned = matches!(fault, Fault::Switchover | Fault::HandOver);
+            if planned && !setup.ours() {
+                continue;
+            }
+            // The witness only changes what happens without a majority.
+            if setup.quorum != Quorum::Off
+                && !fault.is_partition()
+                && !matches!(fault, Fault::HostLost | Fault::RedisKilled)
+            {
                 continue;
             }
             let settle = match fault {
                 Fault::OldMasterBack => Duration::from_secs(7),
+                f if f.is_partition() => Duration::from_secs(6),
                 _ => Duration::from_secs(5),
             };
-            let mut row = FaultRow {
-                fault: fault.label().into(),
-                daemon: kind.label(),
-                runs: Vec::new(),
-                errors: Vec::new(),
-            };
+            let mut rows: Vec<FaultRow> = Profile::ALL
+                .iter()
+                .map(|p| FaultRow {
+                    fault: fault.label().into(),
+                    daemon: setup.label(),
+                    client: p.label().into(),
+                    runs: Vec::new(),
+                    errors: Vec::new(),
+                })
+                .collect();
             for run in 0..runs {
-                match run_fault(kind, fault, "hab", settle) {
-                    Ok(o) => {
-                        eprintln!("{} / {} run {}: {o:?}", row.fault, row.daemon, run + 1);
-                        row.runs.push(o);
+                match run_fault_as(setup.kind, setup.quorum, fault, "hab", settle, &profiles) {
+                    Ok(outcomes) => {
+                        for (row, o) in rows.iter_mut().zip(outcomes) {
+                            eprintln!(
+                                "{} / {} / {} run {}: {o:?}",
+                                row.fault,
+                                row.daemon,
+                                row.client,
+                                run + 1
+                            );
+                            row.runs.push(o);
+                        }
                     }
                     Err(e) => {
                         eprintln!(
                             "{} / {} run {}: error: {e:#}",
-                            row.fault,
-                            row.daemon,
+                            fault.label(),
+                            setup.label(),
                             run + 1
                         );
-                        row.errors.push(format!("{e:#}"));
+                        for row in &mut rows {
+                            row.errors.push(format!("{e:#}"));
+                        }
                     }
                 }
             }
-            report.faults.push(row);
+            report.faults.extend(rows);
         }
     }
-    let tens: Vec<Kind> = daemons
+    let tens: Vec<Setup> = daemons
         .iter()
         .copied()
-        .filter(|k| {
+        .filter(|s| {
             matches!(
-                k,
+                s.kind,
                 Kind::Ours { advert_ms: 10 } | Kind::Keepalived { advert_ms: 10 }
             )
         })
@@ -268,9 +333,25 @@ fn measure(
     } else {
         tens
     };
-    for &kind in &tens {
+    for &setup in &tens {
+        let kind = setup.kind;
         // A case that cannot run is reported, not fatal: the faults above are kept.
         let mut case = || -> Result<()> {
+            if setup.quorum != Quorum::Off {
+                // The lease's own idle cost, and the witness's.
+                let c = start_as(setup)?;
+                let (m0, b0, w0) = (c.node_cpu(1), c.node_cpu(2), c.witness_cpu());
+                std::thread::sleep(Duration::from_secs(60));
+                let idle = (
+                    c.node_cpu(1).saturating_sub(m0).as_millis(),
+                    c.node_cpu(2).saturating_sub(b0).as_millis(),
+                );
+                let w = c.witness_cpu().saturating_sub(w0).as_millis();
+                eprintln!("idle 60 s / {}: {idle:?}, witness {w} ms", setup.label());
+                report.idle_cpu_60s.insert(setup.label(), idle);
+                report.idle_witness_cpu_60s.insert(setup.label(), w);
+                return Ok(());
+            }
             let b = false_takeovers(kind, |c| busy(c, 30))?;
             eprintln!("busy backup / {}: {b:?}", kind.label());
             report.busy_backup.insert(kind.label(), b);
@@ -311,10 +392,24 @@ fn main() -> Result<()> {
     let json = opt("--json");
     let plot = opt("--svg");
     let keepalived = which("keepalived");
-    let mut daemons = vec![Kind::Ours { advert_ms: 10 }];
+    let ours = Kind::Ours { advert_ms: 10 };
+    let mut daemons = vec![
+        Setup {
+            kind: ours,
+            quorum: Quorum::Off,
+        },
+        Setup {
+            kind: ours,
+            quorum: Quorum::Witness,
+        },
+    ];
     if keepalived {
-        daemons.push(Kind::Keepalived { advert_ms: 100 });
-        daemons.push(Kind::Keepalived { advert_ms: 10 });
+        for advert_ms in [100, 10] {
+            daemons.push(Setup {
+                kind: Kind::Keepalived { advert_ms },
+                quorum: Quorum::Off,
+            });
+        }
     } else {
         eprintln!("keepalived is not installed: ha-daemon only");
     }
@@ -336,11 +431,16 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(
         t,
-        "| fault | daemon | longest write gap | unavailable | acknowledged writes lost | two writable masters | gap vs ha-daemon |"
+        "| fault | daemon | client | longest write gap | unavailable | acknowledged writes lost | two writable masters | gap vs ha-daemon |"
     );
-    let _ = writeln!(t, "| --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(t, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut plot_rows = Vec::new();
-    for row in &report.faults {
+    // Side by side: per fault, per client, the daemons.
+    let mut order: Vec<&FaultRow> = report.faults.iter().collect();
+    let first = |f: &str| report.faults.iter().position(|r| r.fault == f);
+    let clients: Vec<&str> = Profile::ALL.iter().map(|p| p.label()).collect();
+    order.sort_by_key(|r| (first(&r.fault), clients.iter().position(|c| *c == r.client)));
+    for row in order {
         let g: Vec<f64> = row.runs.iter().map(|o| o.longest_gap_ms).collect();
         let u: Vec<f64> = row.runs.iter().map(|o| o.unavailable_ms).collect();
         let l: Vec<f64> = row.runs.iter().map(|o| o.lost as f64).collect();
@@ -348,7 +448,9 @@ fn main() -> Result<()> {
         let ours = report
             .faults
             .iter()
-            .find(|r| r.fault == row.fault && r.daemon.starts_with("ha-daemon"))
+            .find(|r| {
+                r.fault == row.fault && r.client == row.client && r.daemon.starts_with("ha-daemon")
+            })
             .map(|r| median(r.runs.iter().map(|o| o.longest_gap_ms).collect()));
         let ratio = match ours {
             Some(o) if !row.daemon.starts_with("ha-daemon") && o > 0.0 => {
@@ -363,9 +465,10 @@ fn main() -> Result<()> {
         };
         let _ = writeln!(
             t,
-            "| {} | {}{errs} | {:.0} ms ({:.0}) | {:.0} ms ({:.0}) | {:.0} ({:.0}) | {:.0} ms ({:.0}) | {ratio} |",
+            "| {} | {}{errs} | {} | {:.0} ms ({:.0}) | {:.0} ms ({:.0}) | {:.0} ({:.0}) | {:.0} ms ({:.0}) | {ratio} |",
             row.fault,
             row.daemon,
+            row.client,
             median(g.clone()),
             max(&g),
             median(u.clone()),
@@ -386,7 +489,11 @@ fn main() -> Result<()> {
             ));
         }
         plot_rows.push((
-            row.fault.clone(),
+            if row.client.is_empty() {
+                row.fault.clone()
+            } else {
+                format!("{} · {}", row.fault, row.client)
+            },
             row.daemon.clone(),
             median(g),
             note.join(", "),
@@ -410,11 +517,15 @@ fn main() -> Result<()> {
     }
     let _ = writeln!(
         t,
-        "\n| idle, 60 s, 10 ms adverts | master CPU | backup CPU |"
+        "\n| idle, 60 s, 10 ms adverts | master CPU | backup CPU | witness CPU |"
     );
-    let _ = writeln!(t, "| --- | --- | --- |");
+    let _ = writeln!(t, "| --- | --- | --- | --- |");
     for (d, (m, b)) in &report.idle_cpu_60s {
-        let _ = writeln!(t, "| {d} | {m} ms | {b} ms |");
+        let w = report
+            .idle_witness_cpu_60s
+            .get(d)
+            .map_or("—".to_owned(), |w| format!("{w} ms"));
+        let _ = writeln!(t, "| {d} | {m} ms | {b} ms | {w} |");
     }
     print!("{t}");
     if let Some(p) = json {

@@ -125,6 +125,161 @@ impl Report {
     }
 }
 
+/// How a client is set up: its own timers can hide what the failover does,
+/// so the bench runs each fault with all of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Profile {
+    /// 50 ms connect, read and write timeouts: a tuned client.
+    Tight,
+    /// No socket timeout at all and a blocking connect: hiredis', ioredis'
+    /// and most applications' defaults.
+    Defaults,
+    /// redis-py as it ships (its own 5 s timeouts, retries with backoff).
+    RedisPy,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 3] = [Profile::Tight, Profile::Defaults, Profile::RedisPy];
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Profile::Tight => "50 ms timeouts",
+            Profile::Defaults => "no timeouts",
+            Profile::RedisPy => "redis-py defaults",
+        }
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        match self {
+            Profile::Tight => Some(Duration::from_millis(50)),
+            _ => None,
+        }
+    }
+}
+
+/// A writer of any profile.
+pub enum ProfileWriter {
+    Rust(Writer),
+    Py(PyWriter),
+}
+
+impl ProfileWriter {
+    /// Starts a `profile` client writing INCR `key` at `addr` from `ns`,
+    /// at most one write per `pace`.
+    pub fn start(
+        ns: &Netns,
+        addr: SocketAddr,
+        key: &str,
+        profile: Profile,
+        pace: Duration,
+    ) -> std::io::Result<ProfileWriter> {
+        Ok(match profile {
+            Profile::RedisPy => ProfileWriter::Py(PyWriter::start(ns, addr, key, pace)?),
+            p => ProfileWriter::Rust(Writer::start_profile(ns, addr, key, p, pace)),
+        })
+    }
+
+    pub fn stop(self) -> Report {
+        match self {
+            ProfileWriter::Rust(w) => w.stop(),
+            ProfileWriter::Py(p) => p.stop(),
+        }
+    }
+}
+
+/// redis-py (in the venv `cargo xtask setup` makes) running
+/// tests/fixtures/redis_py_writer.py in a namespace.
+pub struct PyWriter {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+/// The Python that has redis-py.
+pub fn python() -> std::path::PathBuf {
+    crate::workspace_root().join("target/py/bin/python")
+}
+
+impl PyWriter {
+    pub fn start(ns: &Netns, addr: SocketAddr, key: &str, pace: Duration) -> std::io::Result<Self> {
+        let py = python();
+        if !py.exists() {
+            return Err(std::io::Error::other(format!(
+                "{} missing: `cargo xtask setup` installs redis-py there",
+                py.display()
+            )));
+        }
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let out = std::env::temp_dir().join(format!(
+            "ha-pywriter-{}-{}.txt",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let child = ns
+            .command(&py.to_string_lossy())
+            .arg(crate::workspace_root().join("tests/fixtures/redis_py_writer.py"))
+            .args([
+                addr.ip().to_string(),
+                addr.port().to_string(),
+                key.to_owned(),
+                out.to_string_lossy().into_owned(),
+                format!("{}", pace.as_secs_f64()),
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()?;
+        Ok(PyWriter { child, out })
+    }
+
+    /// Stops it and reads what it saw.
+    pub fn stop(mut self) -> Report {
+        // `ip netns exec` execs the program: the child is Python itself.
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out);
+        parse_py(&text)
+    }
+}
+
+/// CLOCK_MONOTONIC now, ns: what Instant and Python's monotonic_ns read.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn parse_py(text: &str) -> Report {
+    let (now_i, now_ns) = (Instant::now(), monotonic_ns());
+    let at = |ns: u64| now_i.checked_sub(Duration::from_nanos(now_ns.saturating_sub(ns)));
+    let mut r = Report::default();
+    for line in text.lines() {
+        let mut w = line.splitn(3, ' ');
+        let (kind, ns, rest) = (w.next(), w.next(), w.next().unwrap_or(""));
+        let Some(t) = ns.and_then(|n| n.parse().ok()).and_then(at) else {
+            continue;
+        };
+        match kind {
+            Some("A") => {
+                if let Ok(v) = rest.parse() {
+                    r.acked.push((t, v));
+                }
+            }
+            Some("E") => {
+                r.errors += 1;
+                if r.error_log.len() < ERROR_LOG_MAX {
+                    r.error_log.push((t, rest.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
 pub struct Writer {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<Report>>,
@@ -226,6 +381,33 @@ impl Writer {
         Self::start_with(ns, key, password, false, move || connect(addr))
     }
 
+    /// A client configured as `profile` says (Tight or Defaults), one
+    /// INCR per `pace` at most: several can share a run.
+    pub fn start_profile(
+        ns: &Netns,
+        addr: SocketAddr,
+        key: &str,
+        profile: Profile,
+        pace: Duration,
+    ) -> Writer {
+        let timeout = profile.timeout();
+        Self::start_paced(ns, key, None, false, pace, move || {
+            let s = match timeout {
+                Some(t) => {
+                    let s = TcpStream::connect_timeout(&addr, t)?;
+                    s.set_read_timeout(Some(t))?;
+                    s.set_write_timeout(Some(t))?;
+                    s
+                }
+                // Blocking connect (Linux gives up after ~2 min of SYN
+                // retries) and no read or write timeout.
+                None => TcpStream::connect(addr)?,
+            };
+            s.set_nodelay(true)?;
+            Ok(BufReader::new(Box::new(s) as Box<dyn Stream>))
+        })
+    }
+
     /// The same, noting which Redis (its run_id, asked on every connect)
     /// acknowledged each write.
     pub fn start_tagged(ns: &Netns, addr: SocketAddr, key: &str) -> Writer {
@@ -237,6 +419,17 @@ impl Writer {
         key: &str,
         password: Option<String>,
         tagged: bool,
+        connect: impl Fn() -> std::io::Result<Conn> + Send + 'static,
+    ) -> Writer {
+        Self::start_paced(ns, key, password, tagged, Duration::ZERO, connect)
+    }
+
+    fn start_paced(
+        ns: &Netns,
+        key: &str,
+        password: Option<String>,
+        tagged: bool,
+        pace: Duration,
         connect: impl Fn() -> std::io::Result<Conn> + Send + 'static,
     ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
@@ -297,6 +490,9 @@ impl Writer {
                                 if tagged {
                                     r.acked_by.push(server);
                                 }
+                            }
+                            if !pace.is_zero() {
+                                std::thread::sleep(pace);
                             }
                         }
                         // READONLY, LOADING, ...: the write was not taken.

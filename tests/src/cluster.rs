@@ -62,7 +62,18 @@ pub enum Fault {
     /// Planned switchover started on the master (`ha-daemon switchover` there:
     /// it hands over to the backup). Lab only; keepalived has none.
     HandOver,
+    /// Frames between the Redis hosts dropped in the switch for
+    /// `PARTITION`; the client and the witness still reach both.
+    PartitionHosts,
+    /// The master cut from every other voter (peers, witness) for
+    /// `PARTITION`; the client still reaches it.
+    MasterCutOff,
+    /// The backup cut from everyone for `PARTITION`.
+    BackupCutOff,
 }
+
+/// How long the partition faults last before the switch heals.
+pub const PARTITION: Duration = Duration::from_secs(3);
 
 impl Fault {
     pub const ALL: [Fault; 5] = [
@@ -72,6 +83,15 @@ impl Fault {
         Fault::OldMasterBack,
         Fault::Switchover,
     ];
+    /// The partitions, healed after `PARTITION`.
+    pub const PARTITIONS: [Fault; 3] = [
+        Fault::PartitionHosts,
+        Fault::MasterCutOff,
+        Fault::BackupCutOff,
+    ];
+    pub fn is_partition(&self) -> bool {
+        Self::PARTITIONS.contains(self)
+    }
     /// What the lab plays: the faults, then a hand-over started on the master.
     pub const LAB: [Fault; 6] = [
         Fault::RedisKilled,
@@ -89,6 +109,9 @@ impl Fault {
             Fault::OldMasterBack => "old master back (empty)",
             Fault::Switchover => "planned switchover",
             Fault::HandOver => "hand-over from the master",
+            Fault::PartitionHosts => "partition between the Redis hosts, 3 s",
+            Fault::MasterCutOff => "master cut off from its peers, 3 s",
+            Fault::BackupCutOff => "backup cut off from everyone, 3 s",
         }
     }
 }
@@ -418,6 +441,13 @@ impl Cluster {
         serde_json::from_str(&t).ok()
     }
 
+    /// CPU time the witness used so far.
+    pub fn witness_cpu(&self) -> Duration {
+        self.witness
+            .as_ref()
+            .map_or(Duration::ZERO, |p| crate::proc_cpu(p.pid()))
+    }
+
     /// The witness's log so far.
     pub fn witness_log(&self) -> String {
         self.witness.as_ref().map(|p| p.log()).unwrap_or_default()
@@ -688,6 +718,19 @@ impl Cluster {
                 let _ = std::fs::remove_dir_all(&data);
                 self.start_redis(m, false)?;
             }
+            Fault::PartitionHosts => {
+                let other = (1..=self.n).find(|&i| i != m).context("a peer")?;
+                self.lan.cut(m, other)?;
+            }
+            Fault::MasterCutOff => {
+                let others = self.voters_but(m);
+                self.lan.isolate(m, &others)?;
+            }
+            Fault::BackupCutOff => {
+                let b = (1..=self.n).find(|&i| i != m).context("a peer")?;
+                let everyone: Vec<usize> = (1..=self.lan.hosts.len()).filter(|&h| h != b).collect();
+                self.lan.isolate(b, &everyone)?;
+            }
             Fault::Switchover | Fault::HandOver => {
                 // Run on the backup that takes over, or on the master that hands over.
                 let to = if fault == Fault::HandOver {
@@ -813,13 +856,18 @@ pub struct Outcome {
 
 /// The counter as the cluster has it now, read through the VIP.
 pub fn counter(c: &Cluster) -> Option<i64> {
+    counter_of(c, "counter")
+}
+
+/// Key `key`'s counter, read through the VIP.
+pub fn counter_of(c: &Cluster, key: &str) -> Option<i64> {
     let addr: SocketAddr = format!("{VIP}:6379").parse().ok()?;
     wait_for(Duration::from_secs(5), || {
         c.client()
             .ns
             .enter(|| {
                 let mut s = client::connect(addr).ok()?;
-                let v = client::call(&mut s, &["GET", "counter"]).ok()?;
+                let v = client::call(&mut s, &["GET", key]).ok()?;
                 (!v.starts_with('-')).then(|| v.parse().unwrap_or(0))
             })
             .ok()
@@ -876,27 +924,81 @@ pub fn judge(
 /// One fault on a fresh cluster, measured: the writer runs 1 s before the
 /// fault and `settle` after it.
 pub fn run_fault(kind: Kind, fault: Fault, prefix: &str, settle: Duration) -> Result<Outcome> {
-    let mut c = Cluster::start(kind, 2, prefix, false)?;
-    let w = client::Writer::start(&c.client().ns, format!("{VIP}:6379").parse()?, "counter");
+    run_fault_as(kind, Quorum::Off, fault, prefix, settle, &[None]).map(|mut v| v.remove(0))
+}
+
+/// Writes between two acknowledged writes of each profile writer, so that
+/// three share the client host's CPU without starving the cluster; well
+/// below the gaps measured (tens of ms).
+pub const PACE: Duration = Duration::from_micros(500);
+
+/// The same with one client per profile, side by side on the client host
+/// (each on its own key); `None` is the tests' own writer (200 ms connect,
+/// 500 ms read timeouts, unpaced). A partition heals after `PARTITION`,
+/// within `settle`.
+pub fn run_fault_as(
+    kind: Kind,
+    quorum: Quorum,
+    fault: Fault,
+    prefix: &str,
+    settle: Duration,
+    profiles: &[Option<client::Profile>],
+) -> Result<Vec<Outcome>> {
+    let mut c = Cluster::start_full(kind, 2, quorum, 0, prefix, false)?;
+    let addr: SocketAddr = format!("{VIP}:6379").parse()?;
+    let keys: Vec<String> = profiles
+        .iter()
+        .map(|p| match p {
+            None => "counter".to_owned(),
+            Some(p) => format!("counter:{p:?}"),
+        })
+        .collect();
+    let writers = profiles
+        .iter()
+        .zip(&keys)
+        .map(|(p, key)| match p {
+            None => Ok(client::ProfileWriter::Rust(client::Writer::start(
+                &c.client().ns,
+                addr,
+                key,
+            ))),
+            Some(p) => client::ProfileWriter::start(&c.client().ns, addr, key, *p, PACE)
+                .with_context(|| format!("starting the {} client", p.label())),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let sampler = MasterSampler::start(&c);
     std::thread::sleep(Duration::from_secs(1));
     let fault_at = Instant::now();
     c.inject(fault)?;
-    std::thread::sleep(settle);
+    if fault.is_partition() {
+        std::thread::sleep(PARTITION);
+        c.lan.heal()?;
+        std::thread::sleep(settle.saturating_sub(PARTITION));
+    } else {
+        std::thread::sleep(settle);
+    }
     let end = Instant::now();
-    let r = w.stop();
+    let reports: Vec<client::Report> = writers.into_iter().map(|w| w.stop()).collect();
     if std::env::var_os("HA_BENCH_DEBUG").is_some() {
-        eprintln!(
-            "{}: errors in the longest gap: {:?}; went back: {:?}",
-            c.dir.path().display(),
-            r.errors_in_longest_gap(),
-            r.went_back_detail()
-        );
+        for (r, p) in reports.iter().zip(profiles) {
+            eprintln!(
+                "{} {p:?}: errors in the longest gap: {:?}; went back: {:?}",
+                c.dir.path().display(),
+                r.errors_in_longest_gap(),
+                r.went_back_detail()
+            );
+        }
     }
     let two = sampler.stop();
-    // Unreadable through the VIP 5 s after the run: the cluster did not
-    // recover; that is a failed run, not a count of lost writes.
-    let final_value =
-        counter(&c).context("the counter is unreadable through the VIP after the run")?;
-    Ok(judge(&r, fault_at, end, final_value, two))
+    reports
+        .iter()
+        .zip(&keys)
+        .map(|(r, key)| {
+            // Unreadable through the VIP 5 s after the run: the cluster did
+            // not recover; that is a failed run, not a count of lost writes.
+            let v = counter_of(&c, key)
+                .context("the counter is unreadable through the VIP after the run")?;
+            Ok(judge(r, fault_at, end, v, two))
+        })
+        .collect()
 }

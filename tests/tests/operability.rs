@@ -422,3 +422,103 @@ fn a_master_with_no_backup_to_hand_over_to_says_so_and_stays_master() {
     let log = n1.proc.log();
     assert!(log.contains("hand-over cancelled"), "{log}");
 }
+
+/// The witness's unit passes systemd's check, and a witness runs with none
+/// of the capabilities it drops (an empty bounding set): it votes, shows its
+/// status and metrics, in a few MB.
+#[test]
+fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
+    require_root();
+    let root = ha_testbed::workspace_root();
+    let unit = std::fs::read_to_string(root.join("config/ha-witness.service")).unwrap();
+    assert!(
+        unit.contains("\nCapabilityBoundingSet=\n"),
+        "no capabilities"
+    );
+    let dir = TempDir::new("unit").unwrap();
+    let staged = dir.path().join("ha-witness.service");
+    let bin = ha_testbed::daemon::binary();
+    std::fs::write(
+        &staged,
+        unit.replace("/usr/local/bin/ha-daemon", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&staged)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lan = Lan::new("hat", 1).unwrap();
+    let h1 = lan.host(1);
+    let key = dir.path().join("quorum.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef").unwrap();
+    let run_dir = dir.path().join("run-w");
+    let conf = dir.path().join("witness.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[node]\nname = \"w\"\nrun_dir = \"{}\"\nmetrics = \"198.18.0.1:9406\"\n\n[quorum]\npeers = [\"198.18.0.2\", \"198.18.0.3\"]\nkey_file = \"{}\"\n",
+            run_dir.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let check = ha(h1, &["check-config", "-c", conf.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("OK (a witness)"),
+        "{check:?}"
+    );
+    let mut cmd = h1.ns.command("setpriv");
+    cmd.args(["--bounding-set=-all", "--inh-caps=-all"])
+        .arg(&bin)
+        .args(["witness", "-c"])
+        .arg(&conf);
+    let mut p = h1
+        .ns
+        .spawn("witness (no caps)", cmd, dir.path().join("w.log"))
+        .unwrap();
+    let status = wait_for(Duration::from_secs(5), || {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("status.json")).ok()?)
+                .ok()?;
+        (s["quorum"]["role"] == "witness").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no witness status\n{}", p.log()));
+    assert_eq!(status["quorum"]["voters"], 3);
+    assert_eq!(status["quorum"]["majority"], 2);
+    let metrics = h1
+        .ns
+        .enter(|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect("198.18.0.1:9406")?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        metrics.contains("ha_quorum_voters{kind=\"majority\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ha_quorum_peer_heard_seconds{peer=\"198.18.0.2\"} -1"),
+        "{metrics}"
+    );
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", p.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    println!("witness RSS: {rss_kb} kB");
+    assert!(rss_kb < 16 * 1024, "a witness in a few MB: {rss_kb} kB");
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait(), Some(0), "{}", p.log());
+}

@@ -509,11 +509,19 @@ fn witness_restarted_nothing_changes() {
     );
 }
 
+/// How many VRRP state changes node i has made since it started.
+fn transitions(c: &Cluster, i: usize) -> usize {
+    c.status(i)
+        .and_then(|s| s["transitions_total"].as_u64())
+        .unwrap_or(0) as usize
+}
+
 #[test]
 fn forged_priority_255_adverts_from_a_non_voter_count_for_nothing() {
     let c = start(2, Quorum::Witness);
     let w = writer(&c);
     std::thread::sleep(Duration::from_millis(300));
+    let before = (transitions(&c, 1), transitions(&c, 2));
     let fault = Instant::now();
     // The client host is no voter: 2 s of well-formed priority-255 adverts.
     let vip: std::net::Ipv4Addr = VIP.parse().unwrap();

@@ -220,6 +220,50 @@ fn a_given_up_vip_is_reset_until_announced_then_sent_on_to_its_new_owner() {
     assert_eq!(run(&p, &syn).0, XDP_PASS);
 }
 
+/// A preempting node (or a switchover's) announces the VIP just before its
+/// advert makes this one give it up: that announcement names the new owner.
+/// One long before does not (a stale owner gets the reset instead).
+#[test]
+fn an_announcement_just_before_the_release_names_the_new_owner() {
+    let mut p = program();
+    let now = monotonic_ns();
+    vip(&mut p, VIP_HELD, 0, 0);
+    assert_eq!(run(&p, &arp(1, NEW_OWNER, VIP, [0; 6], VIP)).0, XDP_PASS);
+    // Released 20 ms after the announcement (ours: monotonic_ns() moved on).
+    let released = monotonic_ns() + 20_000_000;
+    vip(&mut p, 0, released, released + 3_000_000_000);
+    let (v, out) = run(&p, &to_redis(SYN, 10, 0, b""));
+    assert_eq!((v, &out[0..6]), (XDP_TX, &NEW_OWNER[..]), "sent on");
+    // Released long (500 ms) after it: that owner is stale.
+    let late = now + 500_000_000;
+    vip(&mut p, 0, late, late + 3_000_000_000);
+    let (v, out) = run(&p, &to_redis(SYN, 10, 0, b""));
+    assert_eq!((v, parse_segment(&out).unwrap().flags), (XDP_TX, RST | ACK));
+}
+
+/// A switch floods frames for a MAC it lost track of (the owner's link went
+/// down) to every port: this host neither answers nor carries those.
+#[test]
+fn frames_for_another_hosts_mac_are_left_to_the_kernel() {
+    let mut p = program();
+    let now = monotonic_ns();
+    let elsewhere = |flags, seq, ack| {
+        tcp_segment(
+            NEW_OWNER, CLIENT_MAC, CLIENT, 40000, VIP, 6379, flags, seq, ack, b"",
+        )
+    };
+    // In the window where frames to this host get a reset ...
+    vip(&mut p, 0, now - 1_000_000, now + 5_000_000_000);
+    assert_eq!(run(&p, &to_redis(SYN, 10, 0, b"")).0, XDP_TX);
+    assert_eq!(run(&p, &elsewhere(SYN, 10, 0)).0, XDP_PASS);
+    assert_eq!(run(&p, &elsewhere(ACK | PSH, 1, 99)).0, XDP_PASS);
+    // ... and past the lease.
+    vip(&mut p, VIP_HELD | VIP_LEASE, 0, 0);
+    p.maps.set_lease(3, boottime_ns() - 1).unwrap();
+    assert_eq!(run(&p, &elsewhere(ACK | PSH, 1, 99)).0, XDP_PASS);
+    assert_eq!(counter(&p, "reset"), 1, "only the frame for this host");
+}
+
 #[test]
 fn arp_for_a_vip_is_answered_only_where_it_is_served() {
     let mut p = program();

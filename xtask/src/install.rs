@@ -46,13 +46,15 @@ pub fn run(destdir: Option<PathBuf>, prefix: String) -> Result<()> {
         0o755,
     )?;
     // The unit names /usr/local/bin; a different prefix is written into it.
-    let unit = fs::read_to_string(root().join("config/ha-daemon.service"))?
-        .replace("/usr/local/bin/ha-daemon", &bin)
-        .replace("/usr/local/share/doc", &format!("{prefix}/share/doc"));
-    let unit_path = under(&destdir, "/etc/systemd/system/ha-daemon.service");
-    fs::create_dir_all(unit_path.parent().unwrap())?;
-    fs::write(&unit_path, unit)?;
-    println!("    {}", unit_path.display());
+    for name in ["ha-daemon.service", "ha-witness.service"] {
+        let unit = fs::read_to_string(root().join("config").join(name))?
+            .replace("/usr/local/bin/ha-daemon", &bin)
+            .replace("/usr/local/share/doc", &format!("{prefix}/share/doc"));
+        let unit_path = under(&destdir, &format!("/etc/systemd/system/{name}"));
+        fs::create_dir_all(unit_path.parent().unwrap())?;
+        fs::write(&unit_path, unit)?;
+        println!("    {}", unit_path.display());
+    }
     let conf = under(&destdir, "/etc/ha-daemon/ha.toml");
     if conf.exists() {
         println!(
@@ -69,6 +71,11 @@ pub fn run(destdir: Option<PathBuf>, prefix: String) -> Result<()> {
         &doc.join("ha.toml.example"),
         0o644,
     )?;
+    copy(
+        &root().join("config/witness.toml"),
+        &doc.join("witness.toml.example"),
+        0o644,
+    )?;
     if real && Path::new("/run/systemd/system").exists() {
         let ok = Command::new("systemctl")
             .arg("daemon-reload")
@@ -81,7 +88,7 @@ pub fn run(destdir: Option<PathBuf>, prefix: String) -> Result<()> {
         );
     }
     println!(
-        "\nnext: edit /etc/ha-daemon/ha.toml, `ha-daemon check-config`, then `systemctl enable --now ha-daemon`"
+        "\nnext: edit /etc/ha-daemon/ha.toml, `ha-daemon check-config`, then `systemctl enable --now ha-daemon`\n      (a witness host: witness.toml.example to /etc/ha-daemon/witness.toml, then `systemctl enable --now ha-witness`)"
     );
     Ok(())
 }

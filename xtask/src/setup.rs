@@ -28,7 +28,15 @@ pub const PACKAGES: &[&str] = &[
     // systemd-analyze, to check the unit; pkill for the bench's busy host.
     "systemd",
     "procps",
+    // A client no one here wrote (redis-py, from PyPI) for the bench.
+    "python3",
+    "python3-venv",
 ];
+
+/// Python packages for the bench's third client profile, in a venv of
+/// Debian's Python under target/py (the machine's own Python may differ).
+pub const PY_VENV: &str = "target/py";
+pub const PY_PACKAGES: &[(&str, &str)] = &[("redis", "8.1.0")];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
@@ -38,6 +46,7 @@ pub fn run() -> Result<()> {
     nightly()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    python()?;
     println!("==> setup: everything is installed");
     Ok(())
 }
@@ -154,5 +163,38 @@ fn cargo_fuzz() -> Result<()> {
             "cargo-fuzz",
             "--locked",
         ]),
+    )
+}
+
+fn python() -> Result<()> {
+    let venv = crate::util::root().join(PY_VENV);
+    let py = venv.join("bin/python");
+    let have = |name: &str, version: &str| {
+        quiet_ok(Command::new(&py).args([
+            "-c",
+            &format!("import {name}, sys; sys.exit({name}.__version__ != '{version}')"),
+        ]))
+    };
+    if PY_PACKAGES.iter().all(|(n, v)| have(n, v)) {
+        println!("    Python packages ({PY_VENV}): present");
+        return Ok(());
+    }
+    if !py.exists() {
+        step(
+            &format!("python venv in {PY_VENV}"),
+            Command::new("/usr/bin/python3")
+                .args(["-m", "venv"])
+                .arg(&venv),
+        )?;
+    }
+    let pins: Vec<String> = PY_PACKAGES
+        .iter()
+        .map(|(n, v)| format!("{n}=={v}"))
+        .collect();
+    step(
+        "pip install (PyPI)",
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(&pins),
     )
 }

@@ -22,6 +22,11 @@ pub struct Burst {
     pub vips: Vec<IpAddr>,
     pub repeat: u32,
     pub interval: Duration,
+    /// Announce the VIPs at this MAC instead of ours (IPv4): a node that
+    /// yields to a master that never stopped being one (a partition healed)
+    /// points the clients it drew away back at that master, which sees no
+    /// reason to announce itself.
+    pub for_mac: Option<[u8; 6]>,
 }
 
 /// Handle to an instance's announcer thread.
@@ -93,9 +98,13 @@ fn send_burst(
     let frames: Vec<Vec<u8>> = b
         .vips
         .iter()
-        .flat_map(|vip| match vip {
-            IpAddr::V4(a) => vec![arp(mac, *a, 1), arp(mac, *a, 2)],
-            IpAddr::V6(a) => vec![unsolicited_na(mac, link_local.unwrap_or(*a), *a)],
+        .flat_map(|vip| match (vip, b.for_mac) {
+            (IpAddr::V4(a), None) => vec![arp(mac, *a, 1), arp(mac, *a, 2)],
+            (IpAddr::V4(a), Some(other)) => {
+                vec![arp_for(mac, other, *a, 1), arp_for(mac, other, *a, 2)]
+            }
+            (IpAddr::V6(a), None) => vec![unsolicited_na(mac, link_local.unwrap_or(*a), *a)],
+            (IpAddr::V6(_), Some(_)) => Vec::new(),
         })
         .collect();
     let cfg = Config {
@@ -135,11 +144,17 @@ fn link_local_of(nic: &NetworkInterface) -> Option<Ipv6Addr> {
 /// A gratuitous ARP for `vip` from `mac`, broadcast: `op` 1 is the request
 /// form (target = sender), 2 the reply form; some neighbours heed only one.
 pub fn arp(mac: [u8; 6], vip: Ipv4Addr, op: u8) -> Vec<u8> {
+    arp_for(mac, mac, vip, op)
+}
+
+/// The same, sent from `from` (the Ethernet source, so switches keep
+/// learning each MAC on its own port) for `vip` at `at`.
+pub fn arp_for(from: [u8; 6], at: [u8; 6], vip: Ipv4Addr, op: u8) -> Vec<u8> {
     let mut f = Vec::with_capacity(42);
     f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&mac);
+    f.extend_from_slice(&from);
     f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, op]);
-    f.extend_from_slice(&mac);
+    f.extend_from_slice(&at);
     f.extend_from_slice(&vip.octets());
     f.extend_from_slice(if op == 1 { &[0; 6] } else { &[0xff; 6] });
     f.extend_from_slice(&vip.octets());

@@ -36,6 +36,37 @@ pub fn mac(name: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The MAC this host's ARP table has for `ip` on `iface` (complete entries
+/// only), from /proc/net/arp (this network namespace's).
+pub fn neighbour_mac(iface: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    arp_table_lookup(&std::fs::read_to_string("/proc/net/arp").ok()?, iface, ip)
+}
+
+fn arp_table_lookup(table: &str, iface: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (addr, flags, hw, dev) = (f.first()?, f.get(2)?, f.get(3)?, f.get(5)?);
+        let complete = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()? & 0x2 != 0;
+        if *dev != iface || addr.parse::<Ipv4Addr>().ok()? != ip || !complete {
+            return None;
+        }
+        let mut out = [0u8; 6];
+        let mut parts = hw.split(':');
+        for b in &mut out {
+            *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+        }
+        Some(out)
+    })
+}
+
 pub fn names() -> Vec<String> {
     let mut v: Vec<String> = addresses_all().into_iter().map(|(n, _)| n).collect();
     v.sort();
@@ -150,6 +181,34 @@ pub fn primary(name: &str, v6: bool, vips: &[IpAddr]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_arp_table_gives_complete_entries_on_the_interface_only() {
+        let t = "IP address       HW type     Flags       HW address            Mask     Device
+198.18.0.1       0x1         0x2         3a:72:7b:28:b0:d2     *        eth0
+198.18.0.3       0x1         0x0         00:00:00:00:00:00     *        eth0
+198.18.0.4       0x1         0x2         02:00:00:00:00:04     *        eth1
+";
+        let ip = |s: &str| s.parse().unwrap();
+        assert_eq!(
+            arp_table_lookup(t, "eth0", ip("198.18.0.1")),
+            Some([0x3a, 0x72, 0x7b, 0x28, 0xb0, 0xd2])
+        );
+        assert_eq!(
+            arp_table_lookup(t, "eth0", ip("198.18.0.3")),
+            None,
+            "incomplete"
+        );
+        assert_eq!(
+            arp_table_lookup(t, "eth0", ip("198.18.0.4")),
+            None,
+            "other interface"
+        );
+        assert_eq!(
+            fmt_mac(&[0x3a, 0x72, 0x7b, 0x28, 0xb0, 0xd2]),
+            "3a:72:7b:28:b0:d2"
+        );
+    }
 
     #[test]
     fn a_vip_is_checked_against_the_interface_subnets() {

@@ -501,6 +501,42 @@ impl Driver {
             vips: self.vips.iter().map(|v| v.addr).collect(),
             repeat,
             interval: Duration::from_millis(self.cfg.garp_interval_ms),
+            for_mac: None,
+        }
+    }
+
+    /// This node yielded to a master that did not take the VIP from it (both
+    /// were masters: a partition healed, or adverts were lost for a moment):
+    /// the clients this node's announcements drew to it still send here, and
+    /// keep doing so while the redirect carries them (their neighbour entries
+    /// stay confirmed), until the window ends and they black-hole. Point
+    /// them at the master's MAC, from our neighbour table (it is our Redis
+    /// replication peer) or the MAC the XDP program saw announce the VIP.
+    fn announce_for_master(&self) {
+        let Some(IpAddr::V4(master)) = self.machine.master() else {
+            return;
+        };
+        let own = self.own_mac;
+        let mac = crate::net::iface::neighbour_mac(&self.cfg.interface, master).or_else(|| {
+            let k = self.kernel.as_ref()?;
+            let x = k.lock().unwrap_or_else(|e| e.into_inner());
+            let owners = x.maps.owners().ok()?;
+            let vip = self.vips.first()?.addr;
+            owners
+                .into_iter()
+                .find(|(a, _)| *a == vip)
+                .map(|(_, o)| o.mac)
+        });
+        match mac {
+            Some(m) if m != own && m != [0; 6] => {
+                tracing::info!(instance = %self.cfg.name, "announcing the VIPs at the master {master}'s MAC {}", crate::net::iface::fmt_mac(&m));
+                let mut b = self.burst(self.cfg.garp_repeat);
+                b.for_mac = Some(m);
+                let _ = self.announcer.announce(b);
+            }
+            _ => {
+                tracing::debug!(instance = %self.cfg.name, "master {master}'s MAC unknown: not announcing for it")
+            }
         }
     }
 
@@ -542,6 +578,12 @@ impl Driver {
                 }
                 Action::StateChanged { from, to, reason } => {
                     self.entered_for = Some(reason);
+                    if from == State::Master
+                        && to == State::Backup
+                        && matches!(reason, Reason::HigherPriorityAdvert | Reason::TieBreak)
+                    {
+                        self.announce_for_master();
+                    }
                     tracing::info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "{from} -> {to}: {reason}");
                     let hook = match to {
                         State::Master => Hook::Master,
