@@ -257,6 +257,12 @@ impl Runner {
             auth: inst.auth_pass.as_deref().map(packet::auth_bytes),
             interval_cs: inst.interval_cs(),
             peers: inst.unicast_peers.clone(),
+            voters: self
+                .cfg
+                .quorum
+                .as_ref()
+                .map(|q| q.peers.clone())
+                .unwrap_or_default(),
             tx,
         });
         let (ktx, krx) = mpsc::channel(256);

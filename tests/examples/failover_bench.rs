@@ -260,7 +260,12 @@ fn measure(
         .chain([Fault::HandOver])
         .chain(Fault::PARTITIONS);
     for fault in faults.filter(|f| only.as_deref().is_none_or(|o| f.label().contains(o))) {
-        for setup in daemons {
+        // `--daemons TEXT`: only the set-ups whose label contains it.
+        let pick = opt("--daemons");
+        for setup in daemons
+            .iter()
+            .filter(|d| pick.as_deref().is_none_or(|p| d.label().contains(p)))
+        {
             let planned = matches!(fault, Fault::Switchover | Fault::HandOver);
             if planned && !setup.ours() {
                 continue;

@@ -26,6 +26,8 @@ pub struct Report {
     pub errors: u64,
     /// What went wrong and when (up to `ERROR_LOG_MAX`), to explain a gap.
     pub error_log: Vec<(Instant, String)>,
+    /// It was still waiting on a reply or a connect when the run ended.
+    pub blocked_at_stop: bool,
 }
 
 /// Enough for the lab's six faults (a failover is a few hundred READONLY
@@ -283,6 +285,9 @@ fn parse_py(text: &str) -> Report {
 pub struct Writer {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<Report>>,
+    /// The profile writer's connection, to unblock a client with no
+    /// timeout that still waits when the run ends.
+    current: Option<Arc<std::sync::Mutex<Option<TcpStream>>>>,
 }
 
 fn cmd(args: &[&str]) -> Vec<u8> {
@@ -391,7 +396,9 @@ impl Writer {
         pace: Duration,
     ) -> Writer {
         let timeout = profile.timeout();
-        Self::start_paced(ns, key, None, false, pace, move || {
+        let current: Arc<std::sync::Mutex<Option<TcpStream>>> = Arc::default();
+        let slot = current.clone();
+        let mut w = Self::start_paced(ns, key, None, false, pace, move || {
             let s = match timeout {
                 Some(t) => {
                     let s = TcpStream::connect_timeout(&addr, t)?;
@@ -404,8 +411,11 @@ impl Writer {
                 None => TcpStream::connect(addr)?,
             };
             s.set_nodelay(true)?;
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = s.try_clone().ok();
             Ok(BufReader::new(Box::new(s) as Box<dyn Stream>))
-        })
+        });
+        w.current = Some(current);
+        w
     }
 
     /// The same, noting which Redis (its run_id, asked on every connect)
@@ -512,16 +522,31 @@ impl Writer {
         Writer {
             stop,
             handle: Some(handle),
+            current: None,
         }
     }
 
     pub fn stop(mut self) -> Report {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .expect("running")
-            .join()
-            .expect("writer thread")
+        let handle = self.handle.take().expect("running");
+        let mut blocked = false;
+        if let Some(cur) = &self.current {
+            // A client with no timeout may wait forever (that is what it
+            // does); the run is over, so cut its connection.
+            let t = Instant::now();
+            while !handle.is_finished() && t.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !handle.is_finished() {
+                blocked = true;
+                if let Some(s) = cur.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        }
+        let mut r = handle.join().expect("writer thread");
+        r.blocked_at_stop = blocked;
+        r
     }
 }
 

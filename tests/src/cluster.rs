@@ -441,6 +441,49 @@ impl Cluster {
         serde_json::from_str(&t).ok()
     }
 
+    /// What the client and the hosts' kernels say now: the client's
+    /// neighbour entry and sockets for the VIP, each node's kernel side.
+    pub fn diagnose(&self) -> String {
+        let mut out = String::new();
+        let ns = &self.client().ns;
+        out += &format!(
+            "client neigh: {}",
+            ns.exec("ip", &["neigh", "show", VIP]).unwrap_or_default()
+        );
+        out += &format!(
+            "client sockets: {}",
+            ns.exec("ss", &["-tanoi", "dst", VIP]).unwrap_or_default()
+        );
+        for i in 1..=self.n {
+            let h = self.host(i);
+            let client = self.client().addr4.to_string();
+            out += &format!(
+                "h{i} sockets from the client: {}",
+                h.ns.exec("ss", &["-tanoi", "dst", &client])
+                    .unwrap_or_default()
+            );
+            out += &format!(
+                "h{i} redis clients: {}\n",
+                redis::cli(h, &["CLIENT", "LIST"]).unwrap_or_default()
+            );
+            out += &format!("h{i} mac {}", self.host(i).mac);
+            if let Some(pin) = self.pin_dir(i) {
+                let o = std::process::Command::new(crate::daemon::binary())
+                    .args(["inspect", "--json", "--pin-dir"])
+                    .arg(&pin)
+                    .output();
+                let v: serde_json::Value = o
+                    .ok()
+                    .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+                    .unwrap_or_default();
+                out += &format!(": counters {} vips {}\n", v["counters"], v["vips"]);
+            } else {
+                out += "\n";
+            }
+        }
+        out
+    }
+
     /// CPU time the witness used so far.
     pub fn witness_cpu(&self) -> Duration {
         self.witness
@@ -978,7 +1021,28 @@ pub fn run_fault_as(
         std::thread::sleep(settle);
     }
     let end = Instant::now();
+    // Taken before the writers stop (a stop cuts a waiting client's socket).
+    let seen = c.diagnose();
     let reports: Vec<client::Report> = writers.into_iter().map(|w| w.stop()).collect();
+    if reports.iter().any(|r| r.blocked_at_stop) {
+        eprintln!("{seen}");
+    }
+    for (r, p) in reports.iter().zip(profiles) {
+        if r.blocked_at_stop {
+            let last = r.acked.last().map(|a| end.saturating_duration_since(a.0));
+            eprintln!(
+                "{}: the {} client still waited at the end ({last:?} after its last acknowledged write); its last errors: {:?}",
+                c.dir.path().display(),
+                p.map_or("tests'", |p| p.label()),
+                r.error_log
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .map(|e| &e.1)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
     if std::env::var_os("HA_BENCH_DEBUG").is_some() {
         for (r, p) in reports.iter().zip(profiles) {
             eprintln!(

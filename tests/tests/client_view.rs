@@ -449,3 +449,65 @@ fn after_a_partition_heals_the_client_is_pointed_back_at_the_master() {
     );
     assert!(longest < Duration::from_secs(1), "{longest:?}");
 }
+
+/// The master's Redis dies while a client with no timeout writes through
+/// the VIP: it reconnects (refused, or carried to the new master) and writes
+/// again within a moment, never left waiting on a connection nobody serves.
+#[test]
+fn a_client_with_no_timeout_writes_again_after_the_masters_redis_dies() {
+    let rounds: usize = std::env::var("HA_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for round in 0..rounds {
+        let mut c = start(Quorum::Off, 0);
+        let w = ha_testbed::client::Writer::start_profile(
+            &c.client().ns,
+            vip(),
+            "counter",
+            ha_testbed::client::Profile::Defaults,
+            ha_testbed::cluster::PACE,
+        );
+        let pcap = std::env::var_os("HA_PCAP").map(|_| {
+            let mut cmd = c.client().ns.command("tcpdump");
+            cmd.args([
+                "-i",
+                "eth0",
+                "-w",
+                "/tmp/redis-killed.pcap",
+                "-U",
+                "tcp port 6379 or arp",
+            ])
+            .stderr(std::process::Stdio::null());
+            let p = cmd.spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            p
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let fault = Instant::now();
+        c.inject(Fault::RedisKilled).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        let seen = c.diagnose();
+        let r = w.stop();
+        if let Some(mut p) = pcap {
+            // SAFETY: plain kill(2) on our child.
+            unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+            let _ = p.wait();
+        }
+        let first = r.acked.iter().find(|a| a.0 > fault).map(|a| a.0 - fault);
+        println!(
+            "round {round}: first write after the fault at {first:?}; errors: {:?}",
+            r.errors_in_longest_gap()
+        );
+        assert!(
+            !r.blocked_at_stop && first.is_some_and(|f| f < Duration::from_millis(500)),
+            "the client waits on a connection nobody serves: {first:?}\n{:?}\n{seen}",
+            r.error_log
+                .iter()
+                .rev()
+                .take(4)
+                .map(|e| &e.1)
+                .collect::<Vec<_>>()
+        );
+    }
+}

@@ -274,6 +274,16 @@ impl Candidate {
             }
             Answer::Grant { .. } => {}
             Answer::Refuse { why, term, holder } => {
+                // Not holding, and the newest attempt asked a term a voter has
+                // already seen: ask above it now rather than a renewal period
+                // later (a takeover after a release would otherwise wait 10 ms
+                // for a term number). Once per attempt: the new request is the
+                // newest, and the old one's other refusals no longer match.
+                let retry = why == Refusal::StaleTerm
+                    && self.held.is_none()
+                    && self.want.is_some()
+                    && self.pending.last().is_some_and(|p| p.id == id)
+                    && term >= self.pending[i].term;
                 if term > self.term_seen || (term == self.term_seen && holder.is_some()) {
                     self.term_seen = term;
                     self.holder_seen = holder;
@@ -296,6 +306,10 @@ impl Candidate {
                 // A newer term seen in a refusal ends nothing: a minority
                 // (the asker's own voter, in a partition) grants one too.
                 // This lease ends when a majority stops renewing it.
+                if retry {
+                    self.next_send = now;
+                    self.tick(now, out);
+                }
             }
         }
     }
@@ -529,6 +543,36 @@ mod tests {
         out.clear();
         c.tick(20 * MS, &mut out);
         assert_eq!(request(&out).term, 2);
+    }
+
+    #[test]
+    fn a_stale_term_is_asked_again_above_at_once_and_only_once() {
+        let mut c = cand();
+        let mut out = Vec::new();
+        c.want(0, W, &mut out);
+        let r = request(&out);
+        assert_eq!(r.term, 1);
+        out.clear();
+        let stale = Answer::Refuse {
+            why: Refusal::StaleTerm,
+            term: 2,
+            holder: Some(ip(2)),
+        };
+        c.answer(MS, From::Peer(ip(2)), r.id, stale, &mut out);
+        let r2 = request(&out);
+        assert_eq!(r2.term, 3, "above the term the voter has seen, now");
+        out.clear();
+        // The same refusal from another voter of the old request: no storm.
+        c.answer(MS, From::Peer(ip(3)), r.id, stale, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // Other refusals wait for the renewal period.
+        let promised = Answer::Refuse {
+            why: Refusal::Promised,
+            term: 3,
+            holder: Some(ip(2)),
+        };
+        c.answer(2 * MS, From::Peer(ip(2)), r2.id, promised, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

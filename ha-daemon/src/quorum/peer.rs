@@ -635,13 +635,12 @@ impl Quorum {
                 }
                 self.outs(&instance, out);
             }
-            Body::Conns(c) => match self.conns.get(&c.instance) {
-                Some(tx) => {
+            Body::Conns(c) => {
+                // None: a witness, or an instance without tickles.
+                if let Some(tx) = self.conns.get(&c.instance) {
                     let _ = tx.send((peer, c));
                 }
-                // A witness, or an instance without tickles.
-                None => {}
-            },
+            }
         }
     }
 

@@ -1,8 +1,10 @@
 //! How long a lease, a voter's promise and the margins last, from the
 //! advertisement interval and a bound on clock-rate drift.
 //!
-//! Every node measures time on its own CLOCK_MONOTONIC (the clock the XDP and
-//! TC programs read with `bpf_ktime_get_ns`). Nothing compares two clocks:
+//! Every node measures time on its own CLOCK_BOOTTIME (the clock the XDP and
+//! TC programs read with `bpf_ktime_get_boot_ns`; unlike CLOCK_MONOTONIC it
+//! runs on through a suspend, so a resumed holder sees its lease as over).
+//! Nothing compares two clocks:
 //! the only assumption is that each one runs at a rate within `1 ± ρ` of real
 //! time (ρ = `max_drift_ppm` / 10^6, NTP slewing included).
 //!

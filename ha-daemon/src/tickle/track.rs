@@ -43,7 +43,7 @@ impl Tracker {
             if !vips.iter().any(|v| v.is_ipv6() == v6) {
                 continue;
             }
-            self.dump(v6, |id| {
+            self.dump(v6, StateFlags::ESTABLISHED, |id| {
                 if id.source_port == port && vips.contains(&id.source_address.to_canonical()) {
                     out.insert((id.destination_address.to_canonical(), id.destination_port));
                 }
@@ -52,7 +52,36 @@ impl Tracker {
         Ok(out)
     }
 
-    fn dump(&mut self, v6: bool, mut each: impl FnMut(&SocketId)) -> io::Result<()> {
+    /// Sockets on `port` of any of `vips` that may still send something
+    /// (a reset, a FIN, data): every state but TIME-WAIT, FIN-WAIT-2 and
+    /// closed. The kernel can send from a VIP only while it has it.
+    pub fn still_sending(&mut self, vips: &[IpAddr], port: u16) -> io::Result<usize> {
+        let states = StateFlags::ESTABLISHED
+            | StateFlags::SYN_RECV
+            | StateFlags::FIN_WAIT1
+            | StateFlags::CLOSE_WAIT
+            | StateFlags::LAST_ACK
+            | StateFlags::CLOSING;
+        let mut n = 0;
+        for v6 in [false, true] {
+            if !vips.iter().any(|v| v.is_ipv6() == v6) {
+                continue;
+            }
+            self.dump(v6, states.clone(), |id| {
+                if id.source_port == port && vips.contains(&id.source_address.to_canonical()) {
+                    n += 1;
+                }
+            })?;
+        }
+        Ok(n)
+    }
+
+    fn dump(
+        &mut self,
+        v6: bool,
+        states: StateFlags,
+        mut each: impl FnMut(&SocketId),
+    ) -> io::Result<()> {
         let mut hdr = NetlinkHeader::default();
         hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut req = NetlinkMessage::new(
@@ -61,7 +90,7 @@ impl Tracker {
                 family: if v6 { AF_INET6 } else { AF_INET },
                 protocol: IPPROTO_TCP,
                 extensions: ExtensionFlags::empty(),
-                states: StateFlags::ESTABLISHED,
+                states,
                 socket_id: if v6 {
                     SocketId::new_v6()
                 } else {

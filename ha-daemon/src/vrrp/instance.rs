@@ -81,7 +81,17 @@ pub struct Driver {
     quorum: Option<QuorumLink>,
     /// The interface's MAC: the source of frames the XDP program sends on.
     own_mac: [u8; 6],
+    /// The VIPs are given up (the kernel side says so) but stay on the
+    /// interface until the sockets on them have sent what they must.
+    linger: Option<tokio::time::Instant>,
 }
+
+/// How long a given-up VIP may stay on the interface for the kernel to
+/// send the resets and FINs of a Redis that just died: removed earlier, the
+/// kernel cannot send from it, and a client whose request it had
+/// acknowledged (a connection accepted as Redis died) waits for ever.
+const LINGER_MAX: Duration = Duration::from_millis(50);
+const LINGER_POLL: Duration = Duration::from_millis(1);
 
 /// An instance's link to the quorum task.
 pub struct QuorumLink {
@@ -179,6 +189,7 @@ impl Driver {
             redis_tls: cfg_redis_tls,
             entered_for: None,
             own_mac,
+            linger: None,
             quorum,
         }
     }
@@ -231,7 +242,14 @@ impl Driver {
                 _ = shutdown.changed() => {
                     let acts = self.machine.handle(Event::Shutdown, clock::monotonic_ns());
                     self.apply(acts).await;
+                    if self.linger.take().is_some() {
+                        self.remove_vips().await;
+                    }
                     return;
+                }
+                _ = tokio::time::sleep(LINGER_POLL), if self.linger.is_some() => {
+                    self.linger_done().await;
+                    Vec::new()
                 }
                 // Adverts first: a backup that wakes late drains what arrived
                 // before it looks at its timer.
@@ -532,7 +550,8 @@ impl Driver {
                 tracing::info!(instance = %self.cfg.name, "announcing the VIPs at the master {master}'s MAC {}", crate::net::iface::fmt_mac(&m));
                 let mut b = self.burst(self.cfg.garp_repeat);
                 b.for_mac = Some(m);
-                let _ = self.announcer.announce(b);
+                // The burst is queued by now; its first-frame signal is not needed.
+                drop(self.announcer.announce(b));
             }
             _ => {
                 tracing::debug!(instance = %self.cfg.name, "master {master}'s MAC unknown: not announcing for it")
@@ -545,6 +564,7 @@ impl Driver {
             match a {
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
                 Action::AddVips => {
+                    self.linger = None;
                     for v in self.vips.clone() {
                         if let Err(e) = self.netlink.add(&self.cfg.interface, self.ifindex, v).await
                         {
@@ -557,7 +577,17 @@ impl Driver {
                     // The kernel stops serving first: what still arrives
                     // is reset or sent on to the new master, not dropped.
                     self.kernel_vips(false);
-                    self.remove_vips().await;
+                    if self.machine.priority() == 0 {
+                        // The local Redis is gone, maybe still closing its
+                        // sockets: the run loop removes the VIPs once they
+                        // are done (and meanwhile XDP handles every frame
+                        // that arrives for them).
+                        self.announcer.cancel();
+                        self.linger = Some(tokio::time::Instant::now() + LINGER_MAX);
+                    } else {
+                        self.linger = None;
+                        self.remove_vips().await;
+                    }
                 }
                 Action::Announce => {
                     // The advert that follows makes a live old master drop
@@ -668,6 +698,25 @@ impl Driver {
                 tracing::warn!(instance = %self.cfg.name, "VIP {} in the XDP map: {e}", v.addr);
             }
         }
+    }
+
+    /// Removes lingering VIPs once no socket on them may still send, or at
+    /// the deadline.
+    async fn linger_done(&mut self) {
+        let Some(until) = self.linger else { return };
+        let port = self.cfg.redis.as_ref().map_or(0, |r| r.port);
+        let vips: Vec<IpAddr> = self.vips.iter().map(|v| v.addr).collect();
+        let open = crate::tickle::track::Tracker::new()
+            .and_then(|mut t| t.still_sending(&vips, port))
+            .unwrap_or(0);
+        if open > 0 && tokio::time::Instant::now() < until {
+            return;
+        }
+        if open > 0 {
+            tracing::debug!(instance = %self.cfg.name, "{open} socket(s) on the VIPs still open after {LINGER_MAX:?}: removing the VIPs anyway");
+        }
+        self.linger = None;
+        self.remove_vips().await;
     }
 
     async fn remove_vips(&mut self) {

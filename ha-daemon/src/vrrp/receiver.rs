@@ -29,6 +29,9 @@ pub struct Route {
     pub interval_cs: u16,
     /// When set, adverts are accepted only from these addresses.
     pub peers: Vec<IpAddr>,
+    /// With `[quorum]`: the voters. An advert from anyone else counts for
+    /// nothing (the XDP program drops it first where it runs).
+    pub voters: Vec<IpAddr>,
     pub tx: mpsc::Sender<Incoming>,
 }
 
@@ -69,6 +72,9 @@ pub fn check(
     }
     if !route.peers.is_empty() && !route.peers.contains(&r.src) {
         return fail("unknown_peer");
+    }
+    if !route.voters.is_empty() && !route.voters.contains(&r.src) {
+        return fail("not_voter");
     }
     Ok((
         idx,
@@ -111,5 +117,60 @@ pub async fn run(socket: Arc<VrrpSocket>, routes: Routes, status: Shared) {
                 status.drop_packet(why);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vrrp::packet::{Advert, encode};
+
+    fn received(src: [u8; 4], priority: u8) -> Received {
+        let (src, dst) = (IpAddr::from(src), IpAddr::from([224, 0, 0, 18]));
+        let adv = Advert {
+            version: Version::V3,
+            vrid: 51,
+            priority,
+            interval_cs: 1,
+            addrs: vec![IpAddr::from([198, 18, 0, 100])],
+            auth_type: AUTH_NONE,
+            auth_data: [0; 8],
+        };
+        Received {
+            src,
+            dst,
+            ttl: 255,
+            payload: encode(&adv, src, dst).unwrap(),
+            at: 0,
+        }
+    }
+
+    fn route(voters: Vec<IpAddr>) -> Route {
+        Route {
+            instance: "vi".into(),
+            vrid: 51,
+            version: Version::V3,
+            auth: None,
+            interval_cs: 1,
+            peers: Vec::new(),
+            voters,
+            tx: mpsc::channel(1).0,
+        }
+    }
+
+    #[test]
+    fn with_a_quorum_an_advert_from_outside_it_counts_for_nothing() {
+        let local = IpAddr::from([198, 18, 0, 1]);
+        let voters = vec![IpAddr::from([198, 18, 0, 2]), IpAddr::from([198, 18, 0, 3])];
+        let routes = [route(voters)];
+        let forged = received([198, 18, 0, 50], 255);
+        assert!(matches!(
+            check(&forged, local, &routes),
+            Err((Some(0), "not_voter"))
+        ));
+        let peer = received([198, 18, 0, 2], 100);
+        assert_eq!(check(&peer, local, &routes).unwrap().1.priority, 100);
+        // Without a quorum any well-formed advert counts, as in VRRP.
+        assert!(check(&forged, local, &[route(Vec::new())]).is_ok());
     }
 }
