@@ -41,7 +41,8 @@ pub enum Direction {
 /// What a driver did with a switchover request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Started {
-    /// This node is master now (it took over, or already was).
+    /// This node is master now (it took over, or already was), or with
+    /// `[quorum]` becomes it once the voters grant it the lease.
     Master,
     /// This master advertises priority 1 until a backup takes over.
     HandingOver,

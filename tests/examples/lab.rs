@@ -3,6 +3,10 @@
 //! persistence on) and a client writing INCR through the VIP — then faults
 //! one after another, each with its timeline, write gap and lost writes.
 //!
+//! With two Redis hosts a witness runs on a host of its own and every node
+//! has `[quorum]`; with three or more their majority is the quorum. The
+//! faults end with partitions, healed after 3 s.
+//!
 //! `--hosts 3`: a master and two replicas. `--keep`: leave it running and
 //! print how to explore it. `down`: remove a kept lab. Ctrl-C cleans up.
 use std::{
@@ -15,7 +19,7 @@ use std::{
 use anyhow::{Context, Result};
 use ha_testbed::{
     client::{Report, Writer},
-    cluster::{self, Cluster, Fault, Kind, VIP},
+    cluster::{self, Cluster, Fault, Kind, PARTITION, Quorum, VIP},
     require_root, workspace_root,
 };
 
@@ -122,15 +126,52 @@ fn show(c: &Cluster) -> String {
                     .join(", ")
             })
             .unwrap_or_default();
+        let lease = st
+            .as_ref()
+            .map_or("-".to_owned(), |v| lease_text(&v["lease"]));
         let _ = writeln!(
             o,
-            "  h{i} {}  {}  {vrrp}  redis {redis}  adverts seen (XDP): {}",
+            "  h{i} {}  {}  {vrrp}  redis {redis}  lease {lease}  adverts seen (XDP): {}",
             c.host(i).addr4,
             if c.holds_vip(i) { "VIP" } else { "   " },
             if adverts.is_empty() { "-" } else { &adverts }
         );
     }
+    if let Some(w) = c.witness_host() {
+        let votes = c.witness_status().map_or("(witness down)".to_owned(), |v| {
+            let g = &v["quorum"]["votes"]["vi"];
+            format!(
+                "promised to {} (term {}), {} grants",
+                g["promised_to"].as_str().unwrap_or("nobody"),
+                g["promise_term"],
+                g["granted"]
+            )
+        });
+        let _ = writeln!(o, "  h{w} {}  witness  {votes}", c.host(w).addr4);
+    }
     o
+}
+
+/// A lease as the status shows it, in a few words.
+fn lease_text(l: &serde_json::Value) -> String {
+    if l.is_null() {
+        return "-".into();
+    }
+    if l["held"] == true {
+        let by: Vec<&str> = l["granted_by"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .collect();
+        format!("HELD term {} (granted by {})", l["term"], by.join(", "))
+    } else {
+        format!(
+            "not held (newest term {} by {})",
+            l["term"],
+            l["holder"].as_str().unwrap_or("nobody")
+        )
+    }
 }
 
 /// What the timeline watches on one host, owned so that a thread can watch
@@ -198,6 +239,10 @@ fn unix_ms() -> u128 {
 fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u128, String)>> {
     // The state before the fault, taken before it is injected.
     let mut last: Vec<(bool, bool, String)> = probes.iter().map(|p| p.sample().0).collect();
+    let mut leases: Vec<Option<(bool, String)>> = probes
+        .iter()
+        .map(|p| p.sample().1.map(|v| lease_key(&v)))
+        .collect();
     let t0 = Instant::now();
     let wall0 = unix_ms();
     std::thread::spawn(move || {
@@ -235,6 +280,13 @@ fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u12
                 if before.2 != now.2 && now.1 {
                     events.push((t, format!("h{h}: Redis {}", now.2)));
                 }
+                if let Some(v) = &st {
+                    let k = lease_key(v);
+                    if !v["lease"].is_null() && leases[i].as_ref() != Some(&k) {
+                        events.push((t, format!("h{h}: lease {}", lease_text(&v["lease"]))));
+                        leases[i] = Some(k);
+                    }
+                }
                 last[i] = now;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -242,6 +294,11 @@ fn watch(probes: Vec<Probe>, for_: Duration) -> std::thread::JoinHandle<Vec<(u12
         events.sort_by_key(|e| e.0);
         events
     })
+}
+
+/// What makes a lease change worth a line: held or not, and the term.
+fn lease_key(v: &serde_json::Value) -> (bool, String) {
+    (v["lease"]["held"] == true, v["lease"]["term"].to_string())
 }
 
 /// The writer's report for the window [from, to].
@@ -291,9 +348,19 @@ fn main() -> Result<()> {
     println!(
         "starting: {hosts} Redis hosts + a client on a bridge, in namespaces named {PREFIX}<pid>x...; VIP {VIP}"
     );
-    let mut c = Cluster::start(Kind::Ours { advert_ms: 10 }, hosts, PREFIX, true)?;
+    // Two Redis hosts need a witness for a majority; more have their own.
+    let quorum = if hosts == 2 {
+        Quorum::Witness
+    } else {
+        Quorum::Majority
+    };
+    let mut c = Cluster::start_with(Kind::Ours { advert_ms: 10 }, hosts, quorum, PREFIX, true)?;
     println!(
-        "cluster up: h1 master, the others its replicas; a client writes INCR through the VIP"
+        "cluster up: h1 master, the others its replicas; {}; a client writes INCR through the VIP",
+        match c.witness_host() {
+            Some(w) => format!("a witness on h{w} (no Redis, no VIP): 3 voters, majority 2"),
+            None => format!("{hosts} voters, majority {}", hosts / 2 + 1),
+        }
     );
     println!(
         "timelines: ms from the fault; VIPs sampled every 5 ms, VRRP transitions as the daemons \
@@ -310,7 +377,10 @@ fn main() -> Result<()> {
         println!();
     }
     let mut results = Vec::new();
-    let faults: Vec<Fault> = Fault::LAB.to_vec();
+    let faults: Vec<Fault> = Fault::LAB
+        .into_iter()
+        .chain([Fault::PartitionHosts, Fault::MasterCutOff])
+        .collect();
     let mut reports: Vec<(Fault, Instant, Instant)> = Vec::new();
     for f in faults {
         let m = c.vip_holder().context("no master")?;
@@ -318,11 +388,18 @@ fn main() -> Result<()> {
         // The old master comes back 2 s into its fault; watch its failback too.
         let window = match f {
             Fault::OldMasterBack => Duration::from_secs(6),
+            f if f.is_partition() => PARTITION + Duration::from_secs(2),
             _ => Duration::from_secs(4),
         };
         let watcher = watch(Probe::of(&c), window);
         let t0 = Instant::now();
         c.inject(f)?;
+        if f.is_partition() {
+            // The switch heals the partition; the timeline goes on.
+            std::thread::sleep(PARTITION);
+            c.lan.heal()?;
+            println!("  (partition healed at t+{} ms)", t0.elapsed().as_millis());
+        }
         for (t, what) in watcher.join().unwrap_or_default() {
             println!("  t+{t:>5} ms  {what}");
         }

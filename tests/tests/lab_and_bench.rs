@@ -34,7 +34,9 @@ fn run_lab(args: &[&str]) -> String {
 }
 
 /// The rows of the lab's results table (one per fault); each must show no
-/// acknowledged write lost.
+/// acknowledged write lost, but the master cut off from its peers: it may
+/// lose what it acknowledged in its last lease (32.7 ms; `quorum.rs`
+/// checks that bound exactly, against what the old master acknowledged).
 fn assert_no_write_lost(text: &str) -> usize {
     let rows: Vec<&str> = text
         .lines()
@@ -47,7 +49,13 @@ fn assert_no_write_lost(text: &str) -> usize {
         .collect();
     for l in &rows {
         let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-        assert_eq!(cols[3], "0", "lost writes: {l}");
+        if cols[1].starts_with("master cut off") {
+            // At most one lease of the lab client's ~10 writes/ms.
+            let lost: u64 = cols[3].parse().expect("a count");
+            assert!(lost <= 400, "more than a lease of writes lost: {l}");
+        } else {
+            assert_eq!(cols[3], "0", "lost writes: {l}");
+        }
     }
     rows.len()
 }
@@ -82,7 +90,13 @@ fn the_lab_shows_each_fault_with_numbers_and_leaves_nothing_behind() {
         "== hand-over from the master",
         "handed over (planned switchover away from this node)",
         "| master's Redis killed | ",
-        "never went back: true",
+        "a witness on h3",
+        "h3 198.18.0.3  witness  promised to",
+        "lease HELD term",
+        "== partition between the Redis hosts, 3 s",
+        "== master cut off from its peers, 3 s",
+        "(partition healed at t+",
+        ": VRRP Backup (lease lost",
         "ip netns exec",
         "cargo xtask lab down",
     ] {
@@ -114,14 +128,15 @@ fn the_three_host_lab_loses_no_write_and_cleans_up() {
         "starting: 3 Redis hosts",
         "  h3 198.18.0.3 ",
         "== hand-over from the master",
-        "never went back: true",
+        "3 voters, majority 2",
+        "== master cut off from its peers, 3 s",
         "cleaned up",
     ] {
         assert!(text.contains(want), "{want:?} missing from\n{text}");
     }
     assert_eq!(
         assert_no_write_lost(&text),
-        6,
+        8,
         "one result row per fault:\n{text}"
     );
     assert!(

@@ -561,3 +561,60 @@ fn forged_priority_255_adverts_from_a_non_voter_count_for_nothing() {
         r.longest_gap()
     );
 }
+
+/// A planned switchover and then a hand-over back, with a witness: the lease
+/// moves with the VIP, and then stays where it is — no lease lost, no
+/// further VRRP change, nothing lost.
+#[test]
+fn switchover_and_hand_over_move_the_lease_and_it_stays() {
+    let mut c = start(2, Quorum::Witness);
+    let w = writer(&c);
+    std::thread::sleep(Duration::from_millis(300));
+    let fault = Instant::now();
+    c.inject(ha_testbed::cluster::Fault::Switchover).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(2), || (lease(&c, 2)["held"] == true)
+            .then_some(()))
+        .is_some()
+    );
+    let settled = (transitions(&c, 1), transitions(&c, 2));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (transitions(&c, 1), transitions(&c, 2)),
+        settled,
+        "VRRP changed after the switchover had settled: h1 {}, h2 {}",
+        lease(&c, 1),
+        lease(&c, 2)
+    );
+    assert_eq!(
+        lease(&c, 2)["lost"],
+        0,
+        "h2 lost its lease: {}",
+        lease(&c, 2)
+    );
+    // And back: a hand-over started on the new master.
+    c.inject(ha_testbed::cluster::Fault::HandOver).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(2), || (lease(&c, 1)["held"] == true)
+            .then_some(()))
+        .is_some()
+    );
+    let settled = (transitions(&c, 1), transitions(&c, 2));
+    let lost1 = lease(&c, 1)["lost"].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (transitions(&c, 1), transitions(&c, 2)),
+        settled,
+        "VRRP changed after the hand-over had settled: h1 {}, h2 {}",
+        lease(&c, 1),
+        lease(&c, 2)
+    );
+    assert_eq!(
+        lease(&c, 1)["lost"],
+        lost1,
+        "h1 lost its lease: {}",
+        lease(&c, 1)
+    );
+    let r = w.stop();
+    no_write_lost("switchover and hand-over", &c, &r, fault);
+}

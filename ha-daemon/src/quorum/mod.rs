@@ -5,6 +5,7 @@
 //! The protocol cores (`voter`, `candidate`) are pure, like the VRRP
 //! machine, and are checked by a seeded simulation (`sim`, in tests).
 pub mod candidate;
+pub mod horizon;
 pub mod peer;
 pub mod timing;
 pub mod voter;

@@ -150,10 +150,6 @@ impl Inst {
 
 /// Witnesses answer for at most this many instances.
 const MAX_INSTANCES: usize = 256;
-/// The promise horizon is written this far ahead, so at most about once a
-/// second.
-const HORIZON_CHUNK_NS: Nanos = 1_000_000_000;
-
 pub struct Quorum {
     cmds: Option<mpsc::UnboundedReceiver<Cmd>>,
     s: Settings,
@@ -167,8 +163,8 @@ pub struct Quorum {
     seq: u64,
     rng: SystemRandom,
     quiet_until: Nanos,
-    horizon_written: Nanos,
-    boot_id: String,
+    /// The promise horizon's writer (off this thread: see horizon.rs).
+    horizon: super::horizon::Horizon,
     fence: Option<Fence>,
     status: Shared,
     heard: HashMap<IpAddr, Nanos>,
@@ -307,8 +303,7 @@ impl Quorum {
             seq: 0,
             rng,
             quiet_until,
-            horizon_written: 0,
-            boot_id,
+            horizon: super::horizon::Horizon::start(s.run_dir.join("quorum-horizon"), boot_id)?,
             fence,
             status,
             heard: HashMap::new(),
@@ -323,10 +318,6 @@ impl Quorum {
         let mut b = [0u8; 8];
         let _ = self.rng.fill(&mut b);
         u64::from_le_bytes(b)
-    }
-
-    fn horizon_file(&self) -> PathBuf {
-        self.s.run_dir.join("quorum-horizon")
     }
 
     pub async fn run(mut self) {
@@ -770,20 +761,7 @@ impl Quorum {
             .map(|i| i.voter.horizon())
             .max()
             .unwrap_or(0);
-        if h <= self.horizon_written {
-            return;
-        }
-        let ahead = h + HORIZON_CHUNK_NS;
-        let tmp = self.horizon_file().with_extension("tmp");
-        let ok = std::fs::write(&tmp, format!("{} {ahead}\n", self.boot_id))
-            .and_then(|()| std::fs::rename(&tmp, self.horizon_file()));
-        match ok {
-            Ok(()) => self.horizon_written = ahead,
-            Err(e) => tracing::warn!(
-                "quorum: writing {}: {e}; after a restart this voter stays quiet for the longest promise",
-                self.horizon_file().display()
-            ),
-        }
+        self.horizon.cover(h);
     }
 
     fn publish(&mut self, bump: bool) {

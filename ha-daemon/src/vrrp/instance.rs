@@ -351,6 +351,12 @@ impl Driver {
                 self.apply(acts).await;
                 match self.machine.state() {
                     State::Master => Ok(Started::Master),
+                    // Gated: it asked the quorum for the lease, and the
+                    // master to release it; the control socket waits for
+                    // the promotion that follows.
+                    State::Backup if self.machine.pending() == Some(Reason::Switchover) => {
+                        Ok(Started::Master)
+                    }
                     s => Err(format!(
                         "refused in state {s}: own priority {}, master {:?}; a master advertising 254, or priority 0 here, cannot be switched over from",
                         self.machine.priority(),
