@@ -242,6 +242,7 @@ impl Runner {
                             handle: ch.clone(),
                             incoming: ch.conns(&name),
                             status: self.status.clone(),
+                            fenced: self.cfg.quorum.is_some(),
                         }
                         .run(),
                     ));

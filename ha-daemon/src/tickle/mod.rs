@@ -72,6 +72,10 @@ pub struct Tickler {
     pub handle: Handle,
     pub incoming: mpsc::UnboundedReceiver<(IpAddr, Conns)>,
     pub status: Shared,
+    /// `[quorum]`: an old master fences itself when it gives the lease up,
+    /// so its replies (and the resets of a dying Redis) no longer reach its
+    /// clients, whatever the reason of the takeover.
+    pub fenced: bool,
 }
 
 impl Tickler {
@@ -119,10 +123,12 @@ impl Tickler {
                     if v.state == State::Master {
                         reporter.start(crate::ebpf::clock::boottime_ns());
                         last_snapshot = Instant::now() - SNAPSHOT_EVERY;
-                        // Only after a silent master: its clients heard
-                        // nothing. After a resignation, a dead Redis or a
-                        // switchover they were told (FIN, RST, READONLY).
-                        if v.reason == Some(Reason::MasterDown) {
+                        // After a silent master: its clients heard nothing.
+                        // Without a quorum, after a resignation, a dead Redis
+                        // or a switchover they were told (FIN, RST,
+                        // READONLY); with one, the old master's fence drops
+                        // what would tell them.
+                        if v.reason == Some(Reason::MasterDown) || self.fenced {
                             let clients: Vec<Client> = book.clients().iter().copied().collect();
                             self.tickle(clients, sender.clone());
                         }
