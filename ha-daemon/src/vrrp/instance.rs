@@ -82,14 +82,17 @@ pub struct Driver {
     /// The interface's MAC: the source of frames the XDP program sends on.
     own_mac: [u8; 6],
     /// The VIPs are given up (the kernel side says so) but stay on the
-    /// interface until the sockets on them have sent what they must.
-    linger: Option<tokio::time::Instant>,
+    /// interface until the sockets on them have sent what they must: until
+    /// this deadline, or (`true`) sooner once no socket on them may send.
+    linger: Option<(tokio::time::Instant, bool)>,
 }
 
-/// How long a given-up VIP may stay on the interface for the kernel to
-/// send the resets and FINs of a Redis that just died: removed earlier, the
-/// kernel cannot send from it, and a client whose request it had
-/// acknowledged (a connection accepted as Redis died) waits for ever.
+/// How long a given-up VIP stays on the interface for the kernel to send
+/// what its sockets still owe: the resets and FINs of a Redis that just
+/// died, the replies (READONLY, or a paused write's answer) of one that was
+/// demoted. Once the address is gone the kernel cannot send from it, and a
+/// client whose request was acknowledged waits for ever if it has no
+/// timeout. Meanwhile XDP sends everything arriving for the VIP on.
 const LINGER_MAX: Duration = Duration::from_millis(50);
 const LINGER_POLL: Duration = Duration::from_millis(1);
 
@@ -589,7 +592,13 @@ impl Driver {
                         // are done (and meanwhile XDP handles every frame
                         // that arrives for them).
                         self.announcer.cancel();
-                        self.linger = Some(tokio::time::Instant::now() + LINGER_MAX);
+                        self.linger = Some((tokio::time::Instant::now() + LINGER_MAX, true));
+                    } else if self.kernel.is_some() {
+                        // A live Redis answers what it has read before it
+                        // follows the new master; XDP (which keeps the
+                        // address quiet) sends the rest on.
+                        self.announcer.cancel();
+                        self.linger = Some((tokio::time::Instant::now() + LINGER_MAX, false));
                     } else {
                         self.linger = None;
                         self.remove_vips().await;
@@ -709,12 +718,21 @@ impl Driver {
     /// Removes lingering VIPs once no socket on them may still send, or at
     /// the deadline.
     async fn linger_done(&mut self) {
-        let Some(until) = self.linger else { return };
+        let Some((until, early)) = self.linger else {
+            return;
+        };
+        if !early && tokio::time::Instant::now() < until {
+            return;
+        }
         let port = self.cfg.redis.as_ref().map_or(0, |r| r.port);
         let vips: Vec<IpAddr> = self.vips.iter().map(|v| v.addr).collect();
-        let open = crate::tickle::track::Tracker::new()
-            .and_then(|mut t| t.still_sending(&vips, port))
-            .unwrap_or(0);
+        let open = if early {
+            crate::tickle::track::Tracker::new()
+                .and_then(|mut t| t.still_sending(&vips, port))
+                .unwrap_or(0)
+        } else {
+            0
+        };
         if open > 0 && tokio::time::Instant::now() < until {
             return;
         }
