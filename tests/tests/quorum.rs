@@ -551,7 +551,9 @@ fn forged_priority_255_adverts_from_a_non_voter_count_for_nothing() {
     );
     let drops = c.daemon(1).map_or(0, |d| d.xdp_drops("not_voter"));
     println!("forged adverts: {sent} sent, {drops} dropped in XDP on h1");
-    assert!(sent > 50 && drops == sent, "{sent} sent, {drops} dropped");
+    // Each send opens and closes a packet socket (the close waits for RCU,
+    // tens of ms on a busy host): 20 to 200 frames in the 2 s.
+    assert!(sent >= 20 && drops == sent, "{sent} sent, {drops} dropped");
     no_write_lost("forged adverts", &c, &r, fault);
     // Without the quorum a master drops the VIP for the whole flood (2 s);
     // here at most a TCP retransmit of this busy lab host shows.
