@@ -311,16 +311,14 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
     );
 }
 
-/// The unit in config/ passes systemd's own check, and the daemon does its
-/// whole job (raw sockets, VIPs, XDP with pinned maps) with no more than the
-/// capabilities the unit grants.
-#[test]
-fn the_systemd_unit_is_valid_and_its_capabilities_are_enough() {
-    require_root();
-    let root = ha_testbed::workspace_root();
-    let unit = std::fs::read_to_string(root.join("config/ha-daemon.service")).unwrap();
+/// Reads `config/NAME`, stages it with this build's binary in a temp dir
+/// and asserts that `systemd-analyze verify` accepts it without a word;
+/// returns the unit's text and the dir.
+fn verified_unit(name: &str) -> (String, TempDir) {
+    let unit =
+        std::fs::read_to_string(ha_testbed::workspace_root().join("config").join(name)).unwrap();
     let dir = TempDir::new("unit").unwrap();
-    let staged = dir.path().join("ha-daemon.service");
+    let staged = dir.path().join(name);
     let bin = ha_testbed::daemon::binary();
     std::fs::write(
         &staged,
@@ -337,6 +335,17 @@ fn the_systemd_unit_is_valid_and_its_capabilities_are_enough() {
         "systemd-analyze verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (unit, dir)
+}
+
+/// The unit in config/ passes systemd's own check, and the daemon does its
+/// whole job (raw sockets, VIPs, XDP with pinned maps) with no more than the
+/// capabilities the unit grants.
+#[test]
+fn the_systemd_unit_is_valid_and_its_capabilities_are_enough() {
+    require_root();
+    let (unit, dir) = verified_unit("ha-daemon.service");
+    let bin = ha_testbed::daemon::binary();
     let caps: Vec<String> = unit
         .lines()
         .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
@@ -429,29 +438,11 @@ fn a_master_with_no_backup_to_hand_over_to_says_so_and_stays_master() {
 #[test]
 fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
     require_root();
-    let root = ha_testbed::workspace_root();
-    let unit = std::fs::read_to_string(root.join("config/ha-witness.service")).unwrap();
+    let (unit, dir) = verified_unit("ha-witness.service");
+    let bin = ha_testbed::daemon::binary();
     assert!(
         unit.contains("\nCapabilityBoundingSet=\n"),
         "no capabilities"
-    );
-    let dir = TempDir::new("unit").unwrap();
-    let staged = dir.path().join("ha-witness.service");
-    let bin = ha_testbed::daemon::binary();
-    std::fs::write(
-        &staged,
-        unit.replace("/usr/local/bin/ha-daemon", bin.to_str().unwrap()),
-    )
-    .unwrap();
-    let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&staged)
-        .output()
-        .expect("systemd-analyze");
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 
     let lan = Lan::new("hat", 1).unwrap();
