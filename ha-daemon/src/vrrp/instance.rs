@@ -250,7 +250,11 @@ impl Driver {
                     }
                     return;
                 }
-                _ = tokio::time::sleep(LINGER_POLL), if self.linger.is_some() => {
+                // Polled only while the sockets' state can end it early.
+                _ = tokio::time::sleep_until(match self.linger {
+                    Some((until, false)) => until,
+                    _ => tokio::time::Instant::now() + LINGER_POLL,
+                }), if self.linger.is_some() => {
                     self.linger_done().await;
                     Vec::new()
                 }
@@ -722,7 +726,7 @@ impl Driver {
             return;
         };
         if !early && tokio::time::Instant::now() < until {
-            return;
+            return; // woken early by another branch
         }
         let port = self.cfg.redis.as_ref().map_or(0, |r| r.port);
         let vips: Vec<IpAddr> = self.vips.iter().map(|v| v.addr).collect();
