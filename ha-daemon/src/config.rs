@@ -105,6 +105,22 @@ pub struct QuorumConf {
     /// parts per million (NTP slewing included); sets the lease's margin.
     #[serde(default = "d_drift_ppm")]
     pub max_drift_ppm: u32,
+    /// A node may take over only while its Redis lacks no write the last
+    /// master acknowledged longer than this before its last renewal; a
+    /// staler one waits for the old master (or for `promote --accept-loss`).
+    #[serde(default = "d_max_staleness_ms")]
+    pub max_staleness_ms: u64,
+}
+
+/// The default `max_staleness_ms`: well above what a streaming replica lags
+/// (a few ms under load here) plus the sampling (one renewal), so a single
+/// fault never waits; well below a broken replication link's first second.
+pub const DEFAULT_MAX_STALENESS_MS: u64 = 100;
+/// The largest `max_staleness_ms` accepted (an hour).
+pub const MAX_STALENESS_MS: u64 = 3_600_000;
+
+fn d_max_staleness_ms() -> u64 {
+    DEFAULT_MAX_STALENESS_MS
 }
 
 pub const DEFAULT_QUORUM_PORT: u16 = 5940;
@@ -167,6 +183,15 @@ impl QuorumConf {
             return bad(
                 "max_drift_ppm",
                 format!("{}; valid: 0..={max}", self.max_drift_ppm),
+            );
+        }
+        if self.max_staleness_ms > MAX_STALENESS_MS {
+            return bad(
+                "max_staleness_ms",
+                format!(
+                    "{}; valid: 0..={MAX_STALENESS_MS} (to take over with any loss once, run `ha-daemon promote --accept-loss`)",
+                    self.max_staleness_ms
+                ),
             );
         }
         if let Err(e) = self.key() {

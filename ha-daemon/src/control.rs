@@ -23,6 +23,11 @@ pub enum Request {
         #[serde(default)]
         direction: Direction,
     },
+    /// Take over although the voters refuse this node as stale: an operator
+    /// accepts losing the writes its Redis lacks (`promote --accept-loss`).
+    Promote {
+        instance: Option<String>,
+    },
 }
 
 /// Which way a switchover goes, from the CLI's `--to`.
@@ -76,8 +81,24 @@ pub struct SwitchoverResult {
 /// The instance drivers by name, as they are now (a reload changes them).
 pub type Drivers = std::sync::Arc<std::sync::Mutex<Vec<(String, mpsc::Sender<Command>)>>>;
 
+/// What `promote --accept-loss` did for one instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromoteResult {
+    pub instance: String,
+    pub ok: bool,
+    pub message: String,
+    /// The last refusal the loss was accepted over: which voter, how far
+    /// behind the last master's acknowledged writes.
+    pub accepted: Option<crate::status::StaleStatus>,
+}
+
 /// Serves the socket until the task is dropped.
-pub async fn serve(path: PathBuf, status: Shared, drivers: Drivers) -> std::io::Result<()> {
+pub async fn serve(
+    path: PathBuf,
+    status: Shared,
+    drivers: Drivers,
+    quorum: Option<crate::quorum::peer::Handle>,
+) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
@@ -86,6 +107,7 @@ pub async fn serve(path: PathBuf, status: Shared, drivers: Drivers) -> std::io::
         // The drivers as they are now (a reload changes them).
         let drivers = drivers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let status = status.clone();
+        let quorum = quorum.clone();
         tokio::spawn(async move {
             let (r, mut w) = conn.into_split();
             let mut line = String::new();
@@ -99,6 +121,9 @@ pub async fn serve(path: PathBuf, status: Shared, drivers: Drivers) -> std::io::
                     direction,
                 }) => serde_json::to_string(
                     &switchover(&status, &drivers, instance.as_deref(), direction).await,
+                ),
+                Ok(Request::Promote { instance }) => serde_json::to_string(
+                    &promote(&status, &drivers, quorum.as_ref(), instance.as_deref()).await,
                 ),
                 Err(e) => serde_json::to_string(
                     &serde_json::json!({ "error": format!("bad request: {e}") }),
@@ -184,6 +209,102 @@ async fn switchover(
             ok: false,
             message: "no such instance".into(),
             pause_ms: None,
+        });
+    }
+    out
+}
+
+/// `promote --accept-loss`: for each instance (or `only`) that waits to
+/// take over, the next takeover is not refused for staleness; waits for the
+/// promotion.
+async fn promote(
+    status: &Shared,
+    drivers: &[(String, mpsc::Sender<Command>)],
+    quorum: Option<&crate::quorum::peer::Handle>,
+    only: Option<&str>,
+) -> Vec<PromoteResult> {
+    let mut out = Vec::new();
+    for (name, _) in drivers.iter().filter(|(n, _)| only.is_none_or(|o| o == n)) {
+        let mut r = PromoteResult {
+            instance: name.clone(),
+            ok: false,
+            message: String::new(),
+            accepted: None,
+        };
+        let Some(q) = quorum else {
+            r.message =
+                "no [quorum]: nothing refuses a stale takeover, so there is nothing to accept"
+                    .into();
+            out.push(r);
+            continue;
+        };
+        let snap = status.snapshot();
+        let Some(i) = snap.instances.get(name) else {
+            continue;
+        };
+        let lease = i.lease.clone().unwrap_or_default();
+        if lease.held {
+            r.message = "this node holds the lease and is master already".into();
+            out.push(r);
+            continue;
+        }
+        if !lease.wanted {
+            r.message = format!(
+                "this node is not trying to take over ({}: a master it follows is alive, or its own priority is 0); nothing to accept",
+                i.state
+            );
+            out.push(r);
+            continue;
+        }
+        let before = i.redis.as_ref().map(|x| x.promotions);
+        match q.accept_loss(name).await {
+            Ok(stale) => r.accepted = stale,
+            Err(e) => {
+                r.message = e;
+                out.push(r);
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + SWITCHOVER_TIMEOUT;
+        loop {
+            let snap = status.snapshot();
+            let Some(i) = snap.instances.get(name) else {
+                r.message = "the instance stopped".into();
+                break;
+            };
+            let red = i.redis.clone().unwrap_or_default();
+            let promoted = i.redis.is_none() || Some(red.promotions) != before;
+            if i.state == crate::vrrp::machine::State::Master
+                && promoted
+                && (i.redis.is_none() || red.role.as_deref() == Some("master"))
+            {
+                r.ok = true;
+                r.message = "master".into();
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let why = i
+                    .lease
+                    .as_ref()
+                    .and_then(|l| l.last_event.clone())
+                    .unwrap_or_default();
+                r.message = format!(
+                    "not master within {} s (state {}, lease: {why}): a majority of voters must still answer",
+                    SWITCHOVER_TIMEOUT.as_secs(),
+                    i.state
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.push(r);
+    }
+    if out.is_empty() {
+        out.push(PromoteResult {
+            instance: only.unwrap_or("").into(),
+            ok: false,
+            message: "no such instance".into(),
+            accepted: None,
         });
     }
     out

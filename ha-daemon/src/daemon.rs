@@ -190,11 +190,19 @@ impl Runner {
                 },
             );
         }
+        // With a quorum, where the local Redis's data stands goes with every
+        // lease request (a stale replica is not promoted).
+        let offset = (self.quorum.is_some() && inst.redis.is_some())
+            .then(crate::quorum::staleness::Offset::default);
         let quorum = match self.quorum.clone() {
             Some(h) => {
                 let slot = self.slot(&inst.name);
                 Some(crate::vrrp::instance::QuorumLink::register(
-                    h, &inst, g.local, slot,
+                    h,
+                    &inst,
+                    g.local,
+                    slot,
+                    offset.clone(),
                 ))
             }
             None => None,
@@ -227,6 +235,13 @@ impl Runner {
                     self.status.clone(),
                 )
                 .map_err(|e| anyhow::anyhow!("instance {name:?}: {e}"))?;
+                let a = match offset {
+                    Some(cell) => a.with_offset(
+                        cell,
+                        Duration::from_millis(u64::from(inst.advert_interval_ms).clamp(10, 1000)),
+                    ),
+                    None => a,
+                };
                 if let (Some(ch), Some(tc)) = (&self.channel, self.cfg.tickle_channel())
                     && !inst.is_ipv6()
                 {
@@ -457,6 +472,7 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
                 drift_ppm: q.max_drift_ppm,
                 run_dir: paths.run_dir.clone(),
                 witness: false,
+                max_stale_ns: q.max_staleness_ms.saturating_mul(1_000_000),
             };
             let handle = crate::quorum::peer::Quorum::spawn_thread(settings, fence, status.clone())
                 .context("[quorum]: cannot listen")?;
@@ -475,6 +491,7 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
                 drift_ppm: crate::quorum::timing::DEFAULT_DRIFT_PPM,
                 run_dir: paths.run_dir.clone(),
                 witness: false,
+                max_stale_ns: u64::MAX,
             };
             Some(
                 crate::quorum::peer::Quorum::spawn_thread(settings, None, status.clone())
@@ -506,9 +523,17 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
         }
     }
     let socket_path = paths.socket.clone();
-    let (control_status, controls) = (status.clone(), rt.controls.clone());
+    let (control_status, controls, control_quorum) =
+        (status.clone(), rt.controls.clone(), rt.quorum.clone());
     helpers.push(tokio::spawn(async move {
-        if let Err(e) = crate::control::serve(socket_path.clone(), control_status, controls).await {
+        if let Err(e) = crate::control::serve(
+            socket_path.clone(),
+            control_status,
+            controls,
+            control_quorum,
+        )
+        .await
+        {
             tracing::warn!("control socket {}: {e}", socket_path.display());
         }
     }));

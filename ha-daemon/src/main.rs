@@ -108,6 +108,26 @@ fn render_status(v: &serde_json::Value) -> String {
                     l["released"],
                     l["last_event"].as_str().unwrap_or("-")
                 );
+                if let Some(st) = l.get("stale").and_then(|x| x.as_object()) {
+                    let behind = match (st["behind_ms"].as_f64(), st["behind_bytes"].as_u64()) {
+                        (Some(ms), Some(b)) => format!(
+                            "{ms:.0} ms ({b} bytes) behind the last master's acknowledged writes"
+                        ),
+                        _ => "its replication offset unknown".into(),
+                    };
+                    let _ = writeln!(
+                        o,
+                        "  NO TAKEOVER: voter {} refuses this node as stale: the local Redis is {behind} (max_staleness_ms {}); waiting for the old master ({holder}) to return — `ha-daemon promote --accept-loss` takes over anyway",
+                        st["voter"].as_str().unwrap_or("?"),
+                        l["max_staleness_ms"]
+                    );
+                }
+                if l["accept_loss"] == true {
+                    let _ = writeln!(
+                        o,
+                        "  an operator accepted the loss: the next takeover is not refused for staleness"
+                    );
+                }
             }
             for t in i["transitions"]
                 .as_array()
@@ -286,6 +306,21 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
         /// Only this instance (default: all).
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// Take over although the voters refuse this node's Redis as stale
+    /// (with `[quorum]`, a node whose Redis lacks more than
+    /// `max_staleness_ms` of the last master's writes waits for that master
+    /// to come back). Prints what is given up.
+    Promote {
+        #[arg(short, long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Accept losing the writes the last master acknowledged that this
+        /// node's Redis lacks (required: say it).
+        #[arg(long)]
+        accept_loss: bool,
+        /// Only this instance (default: all that wait to take over).
         #[arg(long)]
         instance: Option<String>,
     },
@@ -491,6 +526,52 @@ fn main() -> Result<()> {
                     println!("{}: switched over — {}{pause}", r.instance, r.message);
                 } else {
                     eprintln!("{}: NOT switched over — {}", r.instance, r.message);
+                }
+                failed |= !r.ok;
+            }
+            if failed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Promote {
+            config,
+            accept_loss,
+            instance,
+        } => {
+            anyhow::ensure!(
+                accept_loss,
+                "promote takes over with fewer writes than the last master acknowledged; say --accept-loss to accept losing them (for a move without loss: `ha-daemon switchover`)"
+            );
+            let cfg = Config::load(&config)?;
+            let sock = daemon::Paths::of(&cfg).socket;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let reply = rt.block_on(control::request(
+                &sock,
+                &control::Request::Promote { instance },
+            ))?;
+            let results: Vec<control::PromoteResult> = serde_json::from_str(&reply)?;
+            let mut failed = false;
+            for r in &results {
+                let lost = match &r.accepted {
+                    Some(s) => match (s.behind_ms, s.behind_bytes) {
+                        (Some(ms), Some(b)) => format!(
+                            "the writes the last master acknowledged in its final {ms:.0} ms ({b} replication bytes, voter {}) are lost",
+                            s.voter
+                        ),
+                        _ => format!(
+                            "this node's replication offset was unknown to voter {}: how much is lost is unknown",
+                            s.voter
+                        ),
+                    },
+                    None => "no voter had refused it as stale: nothing known to be lost".into(),
+                };
+                if r.ok {
+                    println!("{}: promoted — {lost}", r.instance);
+                } else {
+                    eprintln!("{}: NOT promoted — {}", r.instance, r.message);
                 }
                 failed |= !r.ok;
             }

@@ -290,6 +290,30 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
                 );
             }
         }
+        o.head(
+            "ha_lease_stale_refusals_total",
+            "counter",
+            "Takeover requests a voter refused because the local Redis lacked more than max_staleness_ms of the last master's writes.",
+        );
+        for (n, l) in &leases {
+            o.line(
+                "ha_lease_stale_refusals_total",
+                &[("instance", n)],
+                l.stale_refusals,
+            );
+        }
+        o.head(
+            "ha_lease_staleness_seconds",
+            "gauge",
+            "While a takeover is refused as stale: how far the local Redis is behind the last master's acknowledged writes, as the voter said (-1: its offset unknown); 0 otherwise.",
+        );
+        for (n, l) in &leases {
+            let v = match &l.stale {
+                Some(st) => st.behind_ms.map_or(-1.0, |ms| ms / 1e3),
+                None => 0.0,
+            };
+            o.line("ha_lease_staleness_seconds", &[("instance", n)], v);
+        }
     }
     if let Some(q) = &s.quorum {
         o.head(

@@ -100,6 +100,24 @@ pub struct VoteStatus {
     pub newest_holder: Option<IpAddr>,
     pub granted: u64,
     pub refused: BTreeMap<String, u64>,
+    /// The newest holder's Redis replication offset, as its last renewal
+    /// here reported it, and when it first reached it (CLOCK_BOOTTIME ns).
+    pub master_offset: Option<u64>,
+    pub master_offset_ns: u64,
+}
+
+/// A takeover refused because the local Redis lacks too much of the last
+/// master's data.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StaleStatus {
+    /// The voter that said so ("self" or its address).
+    pub voter: String,
+    /// How long before the master's last report the first write this
+    /// node lacks was reported (None: this node's offset is unknown).
+    pub behind_ms: Option<f64>,
+    pub behind_bytes: Option<u64>,
+    /// When (CLOCK_BOOTTIME ns).
+    pub at_ns: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -123,6 +141,17 @@ pub struct LeaseStatus {
     /// What happened last to the lease, and when (CLOCK_BOOTTIME ns).
     pub last_event: Option<String>,
     pub last_event_ns: u64,
+    /// `[quorum] max_staleness_ms`: how much of the last master's writes
+    /// this node may lack and still take over.
+    pub max_staleness_ms: f64,
+    /// The last takeover refused for staleness, while it is still wanted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<StaleStatus>,
+    /// Takeovers refused for staleness so far.
+    pub stale_refusals: u64,
+    /// An operator accepted the loss (`ha-daemon promote --accept-loss`):
+    /// the next takeover is not refused for staleness.
+    pub accept_loss: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

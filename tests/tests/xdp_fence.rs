@@ -331,7 +331,7 @@ fn with_a_quorum_adverts_and_votes_from_outside_count_for_nothing() {
         "a forged priority-255 advert"
     );
     assert_eq!(run(&p, &advert(H2)).0, XDP_PASS);
-    let vote = |src| udp_frame(OWN, SRC_MAC, src, 5940, H2, 5940, b"HAQ1");
+    let vote = |src| udp_frame(OWN, SRC_MAC, src, 5940, H2, 5940, b"HAQ2");
     assert_eq!(run(&p, &vote(H3)).0, XDP_DROP);
     assert_eq!(run(&p, &vote(H2)).0, XDP_PASS);
     let drops: Vec<(&str, u64)> = p

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::{
     Nanos,
+    staleness::Behind,
     timing::Timing,
     voter::{Answer, Refusal, Request},
 };
@@ -83,6 +84,13 @@ pub struct Candidate {
     /// The end of the last lease held (the kernel fence's deadline): until
     /// then this node may still serve, so its own vote cannot go elsewhere.
     served_until: Nanos,
+    /// How much of the last master's writes a takeover may lack.
+    max_stale_ns: Nanos,
+    /// An operator accepted losing what this node lacks: the next takeover
+    /// is not refused for staleness.
+    accept_loss: bool,
+    /// The last refusal for staleness while taking over: who, how far behind.
+    stale: Option<(From, Behind, Nanos)>,
 }
 
 impl Candidate {
@@ -103,7 +111,33 @@ impl Candidate {
             pending: Vec::new(),
             bump: false,
             served_until: 0,
+            max_stale_ns: u64::MAX,
+            accept_loss: false,
+            stale: None,
         }
+    }
+
+    /// How much of the last master's acknowledged writes a takeover by this
+    /// node may lack (`[quorum] max_staleness_ms`).
+    pub fn with_max_stale(mut self, ns: Nanos) -> Self {
+        self.max_stale_ns = ns;
+        self
+    }
+
+    /// An operator accepts what this node's Redis lacks: its next takeover
+    /// is not refused for staleness (once; cleared when it holds).
+    pub fn accept_loss(&mut self) {
+        self.accept_loss = true;
+    }
+
+    pub fn accepting_loss(&self) -> bool {
+        self.accept_loss
+    }
+
+    /// The last time a voter refused this node's takeover for staleness:
+    /// which voter, how far behind, when (local time). Cleared once it holds.
+    pub fn refused_stale(&self) -> Option<(From, Behind, Nanos)> {
+        self.stale
     }
 
     /// This node's address as holder.
@@ -164,6 +198,8 @@ impl Candidate {
     /// Give the lease up (the caller has fenced the local Redis first).
     pub fn unwant(&mut self, out: &mut Vec<Out>) {
         self.want = None;
+        self.accept_loss = false;
+        self.stale = None;
         self.pending.clear();
         if let Some(h) = self.held.take() {
             // The caller fences the kernel now: nothing is served past it.
@@ -211,6 +247,14 @@ impl Candidate {
             promise_ns: self.timing.promise_ns,
             preempt: w.preempt && self.held.is_none(),
             priority: w.priority,
+            // Where the local data stands is the driver's to fill in as it
+            // sends (it reads the local Redis; this core does no I/O).
+            offset: None,
+            max_stale_ns: if self.accept_loss {
+                u64::MAX
+            } else {
+                self.max_stale_ns
+            },
         }));
     }
 
@@ -258,6 +302,8 @@ impl Candidate {
                     }
                     Some(_) => {}
                     None if self.want.is_some() => {
+                        self.accept_loss = false;
+                        self.stale = None;
                         self.term_seen = self.term_seen.max(term);
                         self.holder_seen = Some(self.id);
                         self.held = Some(Held {
@@ -274,6 +320,9 @@ impl Candidate {
             }
             Answer::Grant { .. } => {}
             Answer::Refuse { why, term, holder } => {
+                if let Refusal::Stale(b) = why {
+                    self.stale = Some((from, b, now));
+                }
                 // Not holding, and the newest attempt asked a term a voter has
                 // already seen: ask above it now rather than a renewal period
                 // later (a takeover after a release would otherwise wait 10 ms

@@ -7,6 +7,7 @@
 pub mod candidate;
 pub mod horizon;
 pub mod peer;
+pub mod staleness;
 pub mod timing;
 pub mod voter;
 pub mod wire;

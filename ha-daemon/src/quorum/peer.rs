@@ -17,13 +17,14 @@ use tokio::{net::UdpSocket, sync::mpsc};
 use super::{
     Nanos,
     candidate::{Candidate, From, LostWhy, Out, Want},
+    staleness::{Behind, Offset},
     timing::{MAX_PROMISE_NS, Timing},
     voter::{Answer, Refusal, Voter},
     wire::{self, Body, Envelope, Freshness, Key, MAX_DATAGRAM, Reject, Verdict},
 };
 use crate::{
     ebpf::clock::boottime_ns,
-    status::{LeaseStatus, PeerStatus, QuorumStatus, Shared, VoteStatus},
+    status::{LeaseStatus, PeerStatus, QuorumStatus, Shared, StaleStatus, VoteStatus},
 };
 
 /// Writes an instance's lease deadline (CLOCK_BOOTTIME ns; 0: fenced) where
@@ -50,9 +51,16 @@ enum Cmd {
         holder: IpAddr,
         advert_interval_ns: Nanos,
         slot: u32,
+        offset: Option<Offset>,
         events: mpsc::Sender<LeaseEvent>,
     },
     Unregister(String),
+    /// An operator accepts what the local Redis lacks: the next takeover is
+    /// not refused for staleness. Answered with the last staleness refusal.
+    AcceptLoss(
+        String,
+        tokio::sync::oneshot::Sender<Result<Option<StaleStatus>, String>>,
+    ),
     Want(String, Want),
     Unwant(String),
     Send(Vec<IpAddr>, Body),
@@ -67,13 +75,15 @@ pub struct Handle {
 
 impl Handle {
     /// Joins `instance` to the quorum as a candidate: `holder` is this
-    /// node's address for it (the VRRP source), `slot` its kernel fence slot.
+    /// node's address for it (the VRRP source), `slot` its kernel fence
+    /// slot, `offset` where its Redis's data stands (sent with each request).
     pub fn register(
         &self,
         instance: &str,
         holder: IpAddr,
         advert_interval_ns: Nanos,
         slot: u32,
+        offset: Option<Offset>,
     ) -> mpsc::Receiver<LeaseEvent> {
         let (events, rx) = mpsc::channel(64);
         let _ = self.tx.send(Cmd::Register {
@@ -81,9 +91,18 @@ impl Handle {
             holder,
             advert_interval_ns,
             slot,
+            offset,
             events,
         });
         rx
+    }
+    /// The next takeover of `instance` is not refused for staleness (an
+    /// operator accepted the loss); returns the last refusal for it.
+    pub async fn accept_loss(&self, instance: &str) -> Result<Option<StaleStatus>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send(Cmd::AcceptLoss(instance.into(), tx));
+        rx.await
+            .unwrap_or_else(|_| Err("the quorum task is gone".into()))
     }
     pub fn unregister(&self, instance: &str) {
         let _ = self.tx.send(Cmd::Unregister(instance.into()));
@@ -119,6 +138,9 @@ pub struct Settings {
     pub run_dir: PathBuf,
     /// A witness votes on any instance it is asked about and holds none.
     pub witness: bool,
+    /// How much of the last master's acknowledged writes a takeover by this
+    /// node may lack (`[quorum] max_staleness_ms`).
+    pub max_stale_ns: Nanos,
 }
 
 struct Inst {
@@ -127,6 +149,10 @@ struct Inst {
     events: Option<mpsc::Sender<LeaseEvent>>,
     slot: Option<u32>,
     timing: Option<Timing>,
+    /// Where the local Redis's data stands (Redis nodes).
+    offset: Option<Offset>,
+    /// When a staleness refusal was last logged.
+    stale_logged: Nanos,
     /// Last `Newest` told to the driver.
     told: (u64, Option<IpAddr>),
     lease: LeaseStatus,
@@ -141,6 +167,8 @@ impl Inst {
             events: None,
             slot: None,
             timing: None,
+            offset: None,
+            stale_logged: 0,
             told: (0, None),
             lease: LeaseStatus::default(),
             vote: VoteStatus::default(),
@@ -395,6 +423,7 @@ impl Quorum {
                 holder,
                 advert_interval_ns,
                 slot,
+                offset,
                 events,
             } => {
                 let timing = Timing::derive(advert_interval_ns, self.s.drift_ppm);
@@ -404,12 +433,11 @@ impl Quorum {
                     .insts
                     .entry(instance.clone())
                     .or_insert_with(|| Inst::new(quiet));
-                inst.cand = Some(Candidate::new(
-                    holder,
-                    self.s.peers.len() + 1,
-                    timing,
-                    first_id,
-                ));
+                inst.cand = Some(
+                    Candidate::new(holder, self.s.peers.len() + 1, timing, first_id)
+                        .with_max_stale(self.s.max_stale_ns),
+                );
+                inst.offset = offset;
                 inst.events = Some(events);
                 inst.slot = Some(slot);
                 inst.timing = Some(timing);
@@ -417,6 +445,7 @@ impl Quorum {
                     lease_ms: timing.lease_ns as f64 / 1e6,
                     promise_ms: timing.promise_ns as f64 / 1e6,
                     renew_ms: timing.renew_ns as f64 / 1e6,
+                    max_staleness_ms: self.s.max_stale_ns as f64 / 1e6,
                     ..Default::default()
                 };
                 // Nothing is ours yet: the kernel fence is closed.
@@ -466,8 +495,35 @@ impl Quorum {
                 }
                 if let Some(i) = self.insts.get_mut(&name) {
                     i.lease.wanted = false;
+                    i.lease.stale = None;
+                    i.lease.accept_loss = false;
                 }
                 self.outs(&name, out);
+            }
+            Cmd::AcceptLoss(name, reply) => {
+                let r = match self.insts.get_mut(&name) {
+                    Some(Inst {
+                        cand: Some(c),
+                        lease,
+                        ..
+                    }) => {
+                        if c.held().is_some() {
+                            Err("this node holds the lease already".into())
+                        } else {
+                            c.accept_loss();
+                            lease.accept_loss = true;
+                            tracing::warn!(instance = %name, "quorum: an operator accepts the loss of what the local Redis lacks: the next takeover is not refused for staleness");
+                            let mut out = Vec::new();
+                            c.hurry(now, &mut out);
+                            let stale = lease.stale.clone();
+                            self.outs(&name, out);
+                            Ok(stale)
+                        }
+                    }
+                    _ => Err(format!("instance {name:?} is not a candidate here")),
+                };
+                self.publish(true);
+                let _ = reply.send(r);
             }
             Cmd::Send(to, body) => {
                 for p in to {
@@ -595,6 +651,9 @@ impl Quorum {
             } => {
                 if let Answer::Refuse { why, term, holder } = answer {
                     tracing::debug!(instance = %instance, "quorum: {peer} refused request {id}: {why:?} (its newest term {term}, to {holder:?})");
+                    if let Refusal::Stale(b) = why {
+                        self.refused_stale(&instance, &peer.to_string(), b, holder, now);
+                    }
                 }
                 let mut out = Vec::new();
                 match self.insts.get_mut(&instance).and_then(|i| i.cand.as_mut()) {
@@ -645,9 +704,18 @@ impl Quorum {
                     return;
                 };
                 match o {
-                    Out::Request(r) => {
-                        tracing::trace!(instance = %name, "quorum: request {} term {}", r.id, r.term);
+                    Out::Request(mut r) => {
+                        r.offset = inst.offset.as_ref().and_then(Offset::get);
+                        tracing::trace!(instance = %name, "quorum: request {} term {} offset {:?}", r.id, r.term, r.offset);
                         let own = inst.voter.request(now, &r);
+                        let own_stale = match own {
+                            Answer::Refuse {
+                                why: Refusal::Stale(b),
+                                holder,
+                                ..
+                            } => Some((b, holder)),
+                            _ => None,
+                        };
                         count_vote(&mut inst.vote, &own);
                         if let Some(c) = inst.cand.as_mut() {
                             c.answer(now, From::Me, r.id, own, &mut more);
@@ -660,6 +728,9 @@ impl Quorum {
                                     req: r,
                                 },
                             );
+                        }
+                        if let Some((b, holder)) = own_stale {
+                            self.refused_stale(name, "self", b, holder, now);
                         }
                         self.persist_horizon();
                     }
@@ -694,6 +765,11 @@ impl Quorum {
                         if let (Some(f), Some(slot)) = (&self.fence, inst.slot) {
                             f(slot, until);
                         }
+                        if inst.lease.accept_loss {
+                            tracing::warn!(instance = %name, "quorum: lease acquired with the loss accepted{}", inst.lease.stale.as_ref().map(|s| format!(" (last refusal: {} by {})", describe_stale(s), s.voter)).unwrap_or_default());
+                        }
+                        inst.lease.accept_loss = false;
+                        inst.lease.stale = None;
                         inst.lease.held = true;
                         inst.lease.term = term;
                         inst.lease.until_ns = until;
@@ -730,6 +806,44 @@ impl Quorum {
             }
             outs = more;
         }
+    }
+
+    /// A voter refused this node's takeover: its Redis lacks too much of the
+    /// last master's data. Shown in status; logged at most once a second.
+    fn refused_stale(
+        &mut self,
+        name: &str,
+        voter: &str,
+        b: Behind,
+        holder: Option<IpAddr>,
+        now: Nanos,
+    ) {
+        let Some(inst) = self.insts.get_mut(name) else {
+            return;
+        };
+        if inst.cand.as_ref().is_none_or(|c| c.wants().is_none()) {
+            return;
+        }
+        let known = b != Behind::UNKNOWN;
+        let st = StaleStatus {
+            voter: voter.to_owned(),
+            behind_ms: known.then(|| b.ns as f64 / 1e6),
+            behind_bytes: known.then_some(b.bytes),
+            at_ns: now,
+        };
+        inst.lease.stale_refusals += 1;
+        let first = inst.lease.stale.is_none();
+        if now >= inst.stale_logged + 1_000_000_000 {
+            inst.stale_logged = now;
+            tracing::warn!(
+                instance = %name,
+                "quorum: no takeover: voter {voter} refuses, the local Redis is {}; waiting for the old master{} (`ha-daemon promote --accept-loss` takes over anyway)",
+                b.describe(),
+                holder.map(|h| format!(" {h}")).unwrap_or_default()
+            );
+        }
+        inst.lease.stale = Some(st);
+        self.publish(first);
     }
 
     /// Tells the driver the newest term and holder this node knows of.
@@ -798,6 +912,10 @@ impl Quorum {
                         v.promise_until_ns = p.until;
                     }
                     (v.newest_term, v.newest_holder) = i.voter.newest();
+                    if let Some((at, o)) = i.voter.history().newest() {
+                        v.master_offset = Some(o);
+                        v.master_offset_ns = at;
+                    }
                     (n.clone(), v)
                 })
                 .collect(),
@@ -848,6 +966,7 @@ fn count_vote(v: &mut VoteStatus, a: &Answer) {
                 Refusal::StaleTerm => "stale_term",
                 Refusal::Quiet => "quiet",
                 Refusal::TooLong => "too_long",
+                Refusal::Stale(_) => "stale",
             };
             *v.refused.entry(k.into()).or_default() += 1;
         }
@@ -871,6 +990,13 @@ fn quiet_until(s: &Settings, boot_id: &str) -> Nanos {
     }
     let d = u128::from(s.drift_ppm);
     (u128::from(MAX_PROMISE_NS) * (1_000_000 + d) / (1_000_000 - d)) as Nanos
+}
+
+fn describe_stale(s: &StaleStatus) -> String {
+    match (s.behind_ms, s.behind_bytes) {
+        (Some(ms), Some(b)) => format!("{ms:.0} ms ({b} bytes) behind"),
+        _ => "replication offset unknown".into(),
+    }
 }
 
 async fn recv(s: &Option<Arc<UdpSocket>>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {

@@ -9,10 +9,19 @@
 //!   every term granted so far, or equal to it from the holder it went to,
 //!   so "term T" names one lease history everywhere;
 //! - a voter that may have forgotten promises (it restarted) is quiet, grants
-//!   nothing, until every promise it could have made has run out.
+//!   nothing, until every promise it could have made has run out;
+//! - a node that would take over from another holder is refused while its
+//!   Redis lacks more of the last master's acknowledged writes than the
+//!   request allows (`max_stale_ns`): the holder's replication offset comes
+//!   with every renewal (`staleness`), so the voters know where the data
+//!   stands to within one renewal.
 use std::net::IpAddr;
 
-use super::{Nanos, timing::MAX_PROMISE_NS};
+use super::{
+    Nanos,
+    staleness::{Behind, History},
+    timing::MAX_PROMISE_NS,
+};
 
 /// What a voter promised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +48,13 @@ pub struct Request {
     pub preempt: bool,
     /// The priority it would advertise.
     pub priority: u8,
+    /// The asker's Redis replication offset (None: its Redis does not
+    /// answer). From a holder, where the master's data stands.
+    pub offset: Option<u64>,
+    /// A takeover is refused when the asker lacks writes the last master
+    /// acknowledged longer than this before its last report (`u64::MAX`:
+    /// any, an operator accepted the loss).
+    pub max_stale_ns: Nanos,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +67,8 @@ pub enum Refusal {
     Quiet,
     /// The promise asked for is longer than any voter gives.
     TooLong,
+    /// The asker's Redis lacks too much of the last master's data.
+    Stale(Behind),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -74,6 +92,8 @@ pub struct Voter {
     max_term: u64,
     max_holder: Option<IpAddr>,
     quiet_until: Nanos,
+    /// The newest holder's replication offsets, as its renewals reported them.
+    history: History,
 }
 
 impl Voter {
@@ -84,7 +104,13 @@ impl Voter {
             max_term: 0,
             max_holder: None,
             quiet_until,
+            history: History::default(),
         }
+    }
+
+    /// Where the master's data stands, as reported to this voter.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The promise running at `now`, if any.
@@ -132,6 +158,15 @@ impl Voter {
         if r.term < self.max_term || (r.term == self.max_term && !same_history) {
             return refuse(Refusal::StaleTerm, self);
         }
+        // Taking over from another holder: not with less of its data than
+        // allowed. The newest holder itself is never refused for this: its
+        // data is the reference (after a lapse it holds the newest writes).
+        if self.max_holder.is_some_and(|h| h != r.holder)
+            && let Some(b) = self.history.behind(r.offset)
+            && b.ns > r.max_stale_ns
+        {
+            return refuse(Refusal::Stale(b), self);
+        }
         let until = now.saturating_add(r.promise_ns);
         let until = match self.promise {
             Some(p) if p.holder == r.holder && p.term == r.term => p.until.max(until),
@@ -144,6 +179,9 @@ impl Voter {
         });
         self.max_term = r.term;
         self.max_holder = Some(r.holder);
+        if let Some(o) = r.offset {
+            self.history.record(now, o);
+        }
         Answer::Grant { term: r.term }
     }
 
@@ -175,6 +213,8 @@ mod tests {
             promise_ns: 40,
             preempt: false,
             priority: 100,
+            offset: None,
+            max_stale_ns: u64::MAX,
         }
     }
 
@@ -251,5 +291,80 @@ mod tests {
         assert!(!v.release(ip(2), 3), "another node's release");
         assert!(v.release(ip(1), 3));
         assert_eq!(v.request(1, &req(2, 4)), Answer::Grant { term: 4 });
+    }
+
+    #[test]
+    fn a_stale_asker_is_refused_until_the_old_holder_returns() {
+        const MS: Nanos = 1_000_000;
+        let mut v = Voter::new(0);
+        let mut r1 = req(1, 1);
+        // Node 1 holds and renews; its Redis offset grows by 100 per renewal.
+        for i in 0..100u64 {
+            r1.offset = Some(1000 + 100 * i);
+            assert!(matches!(v.request(i * 10 * MS, &r1), Answer::Grant { .. }));
+        }
+        // Node 2 stopped receiving at offset 1000 + 100*10 (replication
+        // cut 890 ms before node 1's last report); node 1 then goes silent.
+        let mut r2 = req(2, 2);
+        r2.offset = Some(2000);
+        r2.max_stale_ns = 100 * MS;
+        let at = 2_000 * MS;
+        match v.request(at, &r2) {
+            Answer::Refuse {
+                why: Refusal::Stale(b),
+                holder,
+                ..
+            } => {
+                assert_eq!(b.ns, 880 * MS);
+                assert_eq!(b.bytes, 100 * 99 - 1000);
+                assert_eq!(holder, Some(ip(1)), "it names the holder with the data");
+            }
+            a => panic!("{a:?}"),
+        }
+        // Unknown offset: refused too; an operator who accepts the loss is not.
+        r2.offset = None;
+        assert!(matches!(
+            v.request(at, &r2),
+            Answer::Refuse {
+                why: Refusal::Stale(b),
+                ..
+            } if b == Behind::UNKNOWN
+        ));
+        // Node 1 back, with its data: granted (it is the newest holder).
+        r1.term = 3;
+        r1.offset = Some(1000 + 100 * 99);
+        assert!(matches!(v.request(at, &r1), Answer::Grant { .. }));
+        // A fresh node 2 (caught up) may take over later.
+        let mut r2 = req(2, 4);
+        r2.offset = Some(1000 + 100 * 99);
+        r2.max_stale_ns = 100 * MS;
+        assert!(matches!(v.request(at + 50 * MS, &r2), Answer::Grant { .. }));
+    }
+
+    #[test]
+    fn an_operator_may_accept_the_loss() {
+        let mut v = Voter::new(0);
+        let mut r1 = req(1, 1);
+        r1.offset = Some(10);
+        v.request(0, &r1);
+        r1.offset = Some(500);
+        v.request(10_000_000_000, &r1);
+        let mut r2 = req(2, 2);
+        r2.offset = Some(5);
+        r2.max_stale_ns = 0;
+        assert!(matches!(
+            v.request(20_000_000_000, &r2),
+            Answer::Refuse {
+                why: Refusal::Stale(_),
+                ..
+            }
+        ));
+        r2.max_stale_ns = u64::MAX;
+        assert!(matches!(
+            v.request(20_000_000_000, &r2),
+            Answer::Grant { .. }
+        ));
+        // Its data is the reference now.
+        assert_eq!(v.history().newest().map(|n| n.1), Some(5));
     }
 }

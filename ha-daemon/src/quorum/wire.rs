@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::voter::{Answer, Request};
 
-pub const MAGIC: [u8; 4] = *b"HAQ1";
+/// Version 2: requests carry the replication offset and the staleness a
+/// takeover may have; a version-1 peer is rejected (`magic`), never misread.
+pub const MAGIC: [u8; 4] = *b"HAQ2";
 const TAG_LEN: usize = 32;
 /// Largest datagram sent or accepted.
 pub const MAX_DATAGRAM: usize = 1400;

@@ -44,6 +44,8 @@ pub async fn run(cfg: WitnessConfig) -> Result<()> {
         drift_ppm: q.max_drift_ppm,
         run_dir: run_dir.clone(),
         witness: true,
+        // A witness asks for nothing; it judges what askers allow.
+        max_stale_ns: 0,
     };
     if let Err(e) = super::peer::realtime(super::peer::RT_PRIORITY) {
         tracing::warn!(
@@ -62,7 +64,7 @@ pub async fn run(cfg: WitnessConfig) -> Result<()> {
     let mut helpers = vec![tokio::spawn(task.run())];
     let (sock, st) = (socket.clone(), status.clone());
     helpers.push(tokio::spawn(async move {
-        if let Err(e) = crate::control::serve(sock.clone(), st, Default::default()).await {
+        if let Err(e) = crate::control::serve(sock.clone(), st, Default::default(), None).await {
             tracing::warn!("control socket {}: {e}", sock.display());
         }
     }));

@@ -2,6 +2,7 @@
 //! VRRP state, safe promotion.
 pub mod client;
 pub mod health;
+pub mod offset;
 pub mod reconcile;
 pub mod role;
 pub mod stream;

@@ -114,6 +114,9 @@ pub struct Agent {
     guard_logged: Option<String>,
     /// Promotions so far, for whoever waits on one (the tickles).
     promoted: watch::Sender<u64>,
+    /// With `[quorum]`: where the local data stands is sampled into this,
+    /// every period, for the lease's renewals and takeover requests.
+    offset: Option<(crate::quorum::staleness::Offset, Duration)>,
 }
 
 impl Agent {
@@ -167,7 +170,15 @@ impl Agent {
             conn: None,
             guard_logged: None,
             promoted: watch::channel(0).0,
+            offset: None,
         })
+    }
+
+    /// Samples the local Redis's replication offset into `cell` every
+    /// `period` (the lease's renewal period).
+    pub fn with_offset(mut self, cell: crate::quorum::staleness::Offset, period: Duration) -> Self {
+        self.offset = Some((cell, period));
+        self
     }
 
     /// Promotions of the local Redis so far; changes on each one.
@@ -201,6 +212,14 @@ impl Agent {
             interval,
             htx,
         ));
+        if let Some((cell, period)) = self.offset.clone() {
+            tokio::spawn(super::offset::sample(
+                self.instance.clone(),
+                self.local.clone(),
+                period,
+                cell,
+            ));
+        }
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -114,12 +114,14 @@ impl QuorumLink {
         cfg: &Instance,
         holder: IpAddr,
         slot: u32,
+        offset: Option<crate::quorum::staleness::Offset>,
     ) -> Self {
         let events = handle.register(
             &cfg.name,
             holder,
             u64::from(cfg.advert_interval_ms) * 1_000_000,
             slot,
+            offset,
         );
         Self {
             handle,

@@ -1,0 +1,195 @@
+//! Where the master's data stands, as a voter learns it: every renewal
+//! carries the holder's Redis replication offset, and the voter keeps when
+//! (on its own clock) each new offset was first reported. A node that asks
+//! to take over reports its own offset; the writes it lacks are those past
+//! it, and how long ago the first of them was reported tells how much of
+//! the master's acknowledged writes a promotion would throw away.
+//!
+//! Pure, no clock of its own; bounded (a fixed number of samples).
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use super::Nanos;
+
+/// Where the local Redis's data stands: its replication offset, written by
+/// the Redis side as it samples it, read by the lease thread for each
+/// request (no lock between them).
+#[derive(Debug, Clone)]
+pub struct Offset(Arc<AtomicU64>);
+
+impl Default for Offset {
+    fn default() -> Self {
+        Self(Arc::new(AtomicU64::new(u64::MAX)))
+    }
+}
+
+impl Offset {
+    /// None: the local Redis does not answer (or has not been read yet).
+    pub fn get(&self) -> Option<u64> {
+        match self.0.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            o => Some(o),
+        }
+    }
+    pub fn set(&self, offset: Option<u64>) {
+        self.0.store(
+            offset.map_or(u64::MAX, |o| o.min(u64::MAX - 1)),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Samples kept: at 10 ms renewals with writes in every interval, 40 s of
+/// history; beyond it a node is at least that stale (refused anyway).
+pub const MAX_SAMPLES: usize = 4096;
+
+/// How far behind the master's data a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Behind {
+    /// From when the first write it lacks was reported to the last report,
+    /// on the voter's clock (a lower bound of how old that write is, short
+    /// of one renewal); `u64::MAX` when its offset is unknown.
+    pub ns: Nanos,
+    /// Replication bytes it lacks (`u64::MAX`: unknown).
+    pub bytes: u64,
+}
+
+impl Behind {
+    pub const UNKNOWN: Behind = Behind {
+        ns: u64::MAX,
+        bytes: u64::MAX,
+    };
+
+    pub fn describe(&self) -> String {
+        if self.ns == u64::MAX {
+            return "its replication offset is unknown".into();
+        }
+        format!(
+            "{} ms ({} bytes) behind the last master's acknowledged writes",
+            self.ns / 1_000_000,
+            self.bytes
+        )
+    }
+}
+
+/// A master's replication offsets over time, as reported to one voter.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// (first reported, offset), both strictly increasing.
+    samples: VecDeque<(Nanos, u64)>,
+}
+
+impl History {
+    /// The holder reported `offset` at `now`. A report below the last one
+    /// starts a new history from there: a new master whose data ends there
+    /// (what lay beyond was lost with the old one, or was never its).
+    pub fn record(&mut self, now: Nanos, offset: u64) {
+        while self.samples.back().is_some_and(|s| s.1 > offset) {
+            self.samples.pop_back();
+        }
+        match self.samples.back() {
+            Some(s) if s.1 == offset => {}
+            _ => {
+                if self.samples.len() >= MAX_SAMPLES {
+                    self.samples.pop_front();
+                }
+                self.samples.push_back((now.max(self.last_time()), offset));
+            }
+        }
+    }
+
+    fn last_time(&self) -> Nanos {
+        self.samples.back().map_or(0, |s| s.0)
+    }
+
+    /// The newest offset known, and when it was first reported.
+    pub fn newest(&self) -> Option<(Nanos, u64)> {
+        self.samples.back().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// How far behind a node at `offset` is (None: not behind, or nothing
+    /// is known to compare with).
+    pub fn behind(&self, offset: Option<u64>) -> Option<Behind> {
+        let &(last_t, last_o) = self.samples.back()?;
+        let Some(offset) = offset else {
+            return Some(Behind::UNKNOWN);
+        };
+        if offset >= last_o {
+            return None;
+        }
+        // The first sample past `offset`: its write had been made by then.
+        // A node below every sample lacks writes older than the history.
+        let i = self.samples.partition_point(|s| s.1 <= offset);
+        let first_t = self.samples[i.min(self.samples.len() - 1)].0;
+        Some(Behind {
+            ns: last_t - first_t,
+            bytes: last_o - offset,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Nanos = 1_000_000;
+
+    #[test]
+    fn a_replica_is_behind_by_the_age_of_the_first_write_it_lacks() {
+        let mut h = History::default();
+        assert_eq!(h.behind(Some(0)), None, "nothing known: not behind");
+        for i in 0..100u64 {
+            h.record(i * 10 * MS, 1000 + i * 50);
+        }
+        // At or past the newest: fresh.
+        assert_eq!(h.behind(Some(1000 + 99 * 50)), None);
+        assert_eq!(h.behind(Some(1_000_000)), None);
+        // Lacks the last report only.
+        assert_eq!(
+            h.behind(Some(1000 + 98 * 50)),
+            Some(Behind { ns: 0, bytes: 50 })
+        );
+        // Stopped at the 10th sample: the 11th was first seen 900 ms before the last.
+        let b = h.behind(Some(1000 + 10 * 50)).unwrap();
+        assert_eq!(b.ns, 880 * MS);
+        assert_eq!(b.bytes, 89 * 50);
+        // Below every sample: at least the whole history behind.
+        assert_eq!(h.behind(Some(10)).unwrap().ns, 990 * MS);
+        assert_eq!(h.behind(None), Some(Behind::UNKNOWN));
+    }
+
+    #[test]
+    fn repeated_and_lower_offsets() {
+        let mut h = History::default();
+        h.record(0, 100);
+        h.record(5 * MS, 100);
+        h.record(10 * MS, 200);
+        assert_eq!(h.newest(), Some((10 * MS, 200)));
+        // A new master whose data ends at 150: what was past it is gone.
+        h.record(20 * MS, 150);
+        assert_eq!(h.newest(), Some((20 * MS, 150)));
+        assert_eq!(h.behind(Some(150)), None);
+        assert_eq!(h.behind(Some(120)).unwrap().ns, 0);
+        assert_eq!(h.behind(Some(99)).unwrap().ns, 20 * MS);
+    }
+
+    #[test]
+    fn bounded() {
+        let mut h = History::default();
+        for i in 0..(MAX_SAMPLES as u64 * 3) {
+            h.record(i, i);
+        }
+        assert_eq!(h.samples.len(), MAX_SAMPLES);
+        // Older than what is kept: behind by all of it.
+        assert_eq!(h.behind(Some(5)).unwrap().ns, MAX_SAMPLES as u64 - 1);
+    }
+}

@@ -1,0 +1,140 @@
+//! Sequences of faults, each a finding that once lost writes or kept
+//! clients waiting: real redis-server and ha-daemon on namespace hosts, a
+//! client writing INCR through the VIP, judged by the final dataset holding
+//! every acknowledged write.
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use ha_testbed::{
+    client::{Report, Writer},
+    cluster::{Cluster, Fault, Kind, Quorum, VIP, counter},
+    require_root, wait_for,
+};
+
+fn writer(c: &Cluster) -> Writer {
+    Writer::start(
+        &c.client().ns,
+        format!("{VIP}:6379").parse::<SocketAddr>().unwrap(),
+        "counter",
+    )
+}
+
+/// Acknowledged writes the cluster no longer has: every step back of the
+/// counter, plus what was acknowledged above its final value.
+fn lost(r: &Report, final_value: i64) -> i64 {
+    let back: i64 = r.went_back().iter().map(|(a, b)| a - b + 1).sum();
+    back + (r.last() - final_value).max(0)
+}
+
+/// The replication link between the two Redis hosts breaks (the switch
+/// drops their frames; the witness and the client still reach both), then
+/// the master host is lost: h2's Redis has missed a second of writes.
+fn cut_replication_then_lose_the_master() -> (Cluster, Writer) {
+    require_root();
+    let c = Cluster::start_with(
+        Kind::Ours { advert_ms: 10 },
+        2,
+        Quorum::Witness,
+        "has",
+        true,
+    )
+    .expect("the cluster forms");
+    let w = writer(&c);
+    std::thread::sleep(Duration::from_millis(500));
+    c.lan.cut(1, 2).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut c = c;
+    c.inject(Fault::HostLost).unwrap();
+    (c, w)
+}
+
+/// h2 must not take over with a second of writes missing: it is refused as
+/// stale (status says why, and by how much) and the instance waits for the
+/// old master, which comes back with its data and serves again.
+#[test]
+fn replication_cut_then_master_lost_waits_for_the_old_master_nothing_lost() {
+    let (mut c, w) = cut_replication_then_lose_the_master();
+    let elsewhere = wait_for(Duration::from_secs(2), || c.holds_vip(2).then_some(()));
+    let st2 = c.status(2).unwrap();
+    println!("h2 2 s later: {} {}", st2["state"], st2["lease"]);
+    assert!(elsewhere.is_none(), "h2 took over with a stale Redis");
+    let stale = &st2["lease"]["stale"];
+    let behind = stale["behind_ms"].as_f64().unwrap_or(0.0);
+    assert!(
+        (800.0..1500.0).contains(&behind),
+        "h2's status says how stale it is (about the second since the cut): {stale}"
+    );
+    assert!(
+        c.node_log(2).contains("refuses, the local Redis is"),
+        "the log says why no one takes over"
+    );
+    // The old master's host comes back, with its Redis's data (AOF).
+    let t = Instant::now();
+    c.lan.heal().unwrap();
+    c.link(1, true).unwrap();
+    c.start_redis(1, false).unwrap();
+    c.start_node(1).unwrap();
+    let m = c
+        .wait_healthy(Some(1), Duration::from_secs(20))
+        .expect("h1 serves again, h2 follows it");
+    println!(
+        "h{m} master again {:?} after its host came back",
+        t.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let r = w.stop();
+    let v = counter(&c).expect("the counter reads through the VIP");
+    println!(
+        "acknowledged {} (last {}), cluster has {v}, longest gap {:?}",
+        r.acked.len(),
+        r.last(),
+        r.longest_gap()
+    );
+    assert_eq!(lost(&r, v), 0, "acknowledged writes lost");
+}
+
+/// The same, but an operator takes the loss: `ha-daemon promote
+/// --accept-loss` on h2 makes it master and says how much is given up.
+#[test]
+fn promote_accept_loss_takes_over_and_says_what_is_lost() {
+    let (c, w) = cut_replication_then_lose_the_master();
+    let refused = wait_for(Duration::from_secs(3), || {
+        c.status(2)?["lease"]["stale"].as_object().map(|_| ())
+    });
+    assert!(refused.is_some(), "h2 is refused as stale first");
+    let out = c
+        .host(2)
+        .ns
+        .command(ha_testbed::daemon::binary().to_str().unwrap())
+        .args(["promote", "--accept-loss", "-c"])
+        .arg(c.config(2).unwrap())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("promote: {text}");
+    assert!(out.status.success(), "promote: {text}");
+    assert!(
+        text.contains("promoted") && text.contains("final") && text.contains("ms"),
+        "it says what is lost: {text}"
+    );
+    assert!(c.holds_vip(2), "h2 serves");
+    let before = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let r = w.stop();
+    let after = r.acked.iter().filter(|(t, _)| *t > before).count();
+    assert!(after > 100, "writes resumed on h2 ({after})");
+    // Without the flag, promote refuses and says why.
+    let out = c
+        .host(2)
+        .ns
+        .command(ha_testbed::daemon::binary().to_str().unwrap())
+        .args(["promote", "-c"])
+        .arg(c.config(2).unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--accept-loss"));
+}
