@@ -108,17 +108,14 @@ fn render_status(v: &serde_json::Value) -> String {
                     l["released"],
                     l["last_event"].as_str().unwrap_or("-")
                 );
-                if let Some(st) = l.get("stale").and_then(|x| x.as_object()) {
-                    let behind = match (st["behind_ms"].as_f64(), st["behind_bytes"].as_u64()) {
-                        (Some(ms), Some(b)) => format!(
-                            "{ms:.0} ms ({b} bytes) behind the last master's acknowledged writes"
-                        ),
-                        _ => "its replication offset unknown".into(),
-                    };
+                if let Some(st) = l.get("stale").and_then(|x| {
+                    serde_json::from_value::<ha_daemon::status::StaleStatus>(x.clone()).ok()
+                }) {
                     let _ = writeln!(
                         o,
-                        "  NO TAKEOVER: voter {} refuses this node as stale: the local Redis is {behind} (max_staleness_ms {}); waiting for the old master ({holder}) to return — `ha-daemon promote --accept-loss` takes over anyway",
-                        st["voter"].as_str().unwrap_or("?"),
+                        "  NO TAKEOVER: voter {} refuses this node as stale: the local Redis is {} (max_staleness_ms {}); waiting for the old master ({holder}) to return — `ha-daemon promote --accept-loss` takes over anyway",
+                        st.voter,
+                        st.describe(),
                         l["max_staleness_ms"]
                     );
                 }
@@ -559,6 +556,10 @@ fn main() -> Result<()> {
                     Some(s) => match (s.behind_ms, s.behind_bytes) {
                         (Some(ms), Some(b)) => format!(
                             "the writes the last master acknowledged in its final {ms:.0} ms ({b} replication bytes, voter {}) are lost",
+                            s.voter
+                        ),
+                        (None, Some(b)) => format!(
+                            "the last master's writes past this node's data ({b} replication bytes, some older than voter {} knows) are lost",
                             s.voter
                         ),
                         _ => format!(

@@ -120,6 +120,21 @@ pub struct StaleStatus {
     pub at_ns: u64,
 }
 
+impl StaleStatus {
+    /// How far behind, in words.
+    pub fn describe(&self) -> String {
+        match (self.behind_ms, self.behind_bytes) {
+            (Some(ms), Some(b)) => format!(
+                "{ms:.0} ms ({b} replication bytes) behind the last master's acknowledged writes"
+            ),
+            (None, Some(b)) => format!(
+                "{b} replication bytes behind the last master's acknowledged writes, some older than the voter knows"
+            ),
+            _ => "of unknown staleness (its replication offset unknown)".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct LeaseStatus {
     /// This node holds the lease.

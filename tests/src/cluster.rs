@@ -611,6 +611,13 @@ impl Cluster {
         self.redis[i - 1].as_mut().is_some_and(|p| p.alive())
     }
 
+    /// Sends `sig` to host i's redis-server (SIGSTOP / SIGCONT: a hang).
+    pub fn signal_redis(&self, i: usize, sig: i32) {
+        if let Some(p) = self.redis[i - 1].as_ref() {
+            p.signal(sig);
+        }
+    }
+
     pub fn kill_redis(&mut self, i: usize) {
         if let Some(mut p) = self.redis[i - 1].take() {
             p.signal(libc::SIGKILL);

@@ -138,3 +138,59 @@ fn promote_accept_loss_takes_over_and_says_what_is_lost() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--accept-loss"));
 }
+
+/// The master's Redis hangs (SIGSTOP for 5 s: a long fork, a disk stuck
+/// under `appendfsync always`, a slow script). It acknowledges nothing, so
+/// nothing forces a wait: the backup serves within the health bound
+/// (fall × check_interval_ms = 200 ms) plus 100 ms, fenced, nothing lost,
+/// with and without a quorum. When the hung Redis wakes up it must not
+/// acknowledge the writes queued in its sockets.
+fn redis_hangs(quorum: Quorum) {
+    require_root();
+    let mut c = Cluster::start_with(Kind::Ours { advert_ms: 10 }, 2, quorum, "has", false)
+        .expect("the cluster forms");
+    let w = writer(&c);
+    std::thread::sleep(Duration::from_millis(800));
+    let fault = Instant::now();
+    c.signal_redis(1, libc::SIGSTOP);
+    let took = wait_for(Duration::from_secs(3), || c.holds_vip(2).then_some(()));
+    let took_ms = fault.elapsed().as_millis();
+    std::thread::sleep(Duration::from_millis(1000));
+    let r0 = Instant::now();
+    let resumed_before = r0;
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(fault.elapsed()));
+    c.signal_redis(1, libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(2));
+    let r = w.stop();
+    let first_after = r
+        .acked
+        .iter()
+        .find(|(t, _)| *t > fault + Duration::from_millis(5))
+        .map(|(t, _)| (*t - fault).as_millis());
+    let v = counter(&c).expect("the counter reads through the VIP");
+    let lost = lost(&r, v);
+    println!(
+        "{quorum:?}: h2 holds the VIP {took_ms} ms after the hang; first write acknowledged after it at +{first_after:?} ms; longest gap {:?}; lost {lost}; went back {:?}",
+        r.longest_gap(),
+        r.went_back_detail()
+    );
+    let _ = resumed_before;
+    assert!(took.is_some(), "h2 took over");
+    assert_eq!(lost, 0, "acknowledged writes lost");
+    let first = first_after.expect("writes resumed");
+    assert!(
+        first <= 300,
+        "clients wrote again {first} ms after the hang (bound: 200 ms health + 100 ms)"
+    );
+    c.repair().expect("the cluster heals");
+}
+
+#[test]
+fn redis_hung_5s_with_a_witness_is_replaced_within_the_health_bound() {
+    redis_hangs(Quorum::Witness);
+}
+
+#[test]
+fn redis_hung_5s_without_a_quorum_is_replaced_within_the_health_bound() {
+    redis_hangs(Quorum::Off);
+}

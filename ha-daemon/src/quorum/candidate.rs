@@ -247,6 +247,7 @@ impl Candidate {
             promise_ns: self.timing.promise_ns,
             preempt: w.preempt && self.held.is_none(),
             priority: w.priority,
+            holding: self.held.as_ref().is_some_and(|h| h.term == term),
             // Where the local data stands is the driver's to fill in as it
             // sends (it reads the local Redis; this core does no I/O).
             offset: None,

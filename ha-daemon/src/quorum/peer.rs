@@ -160,10 +160,14 @@ struct Inst {
 }
 
 impl Inst {
-    fn new(quiet_until: Nanos) -> Self {
+    fn new(quiet_until: Nanos, restarted: bool) -> Self {
         Self {
             cand: None,
-            voter: Voter::new(quiet_until),
+            voter: if restarted {
+                Voter::restarted(quiet_until)
+            } else {
+                Voter::new(quiet_until)
+            },
             events: None,
             slot: None,
             timing: None,
@@ -191,6 +195,8 @@ pub struct Quorum {
     seq: u64,
     rng: SystemRandom,
     quiet_until: Nanos,
+    /// This voter ran before in this boot (its horizon file says so).
+    restarted: bool,
     /// The promise horizon's writer (off this thread: see horizon.rs).
     horizon: super::horizon::Horizon,
     fence: Option<Fence>,
@@ -314,7 +320,7 @@ impl Quorum {
             None
         };
         let boot_id = read_boot_id();
-        let quiet_until = quiet_until(&s, &boot_id);
+        let (quiet_until, restarted) = quiet_until(&s, &boot_id);
         let rng = SystemRandom::new();
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -331,6 +337,7 @@ impl Quorum {
             seq: 0,
             rng,
             quiet_until,
+            restarted,
             horizon: super::horizon::Horizon::start(s.run_dir.join("quorum-horizon"), boot_id)?,
             fence,
             status,
@@ -428,11 +435,11 @@ impl Quorum {
             } => {
                 let timing = Timing::derive(advert_interval_ns, self.s.drift_ppm);
                 let first_id = self.random();
-                let quiet = self.quiet_until;
+                let (quiet, restarted) = (self.quiet_until, self.restarted);
                 let inst = self
                     .insts
                     .entry(instance.clone())
-                    .or_insert_with(|| Inst::new(quiet));
+                    .or_insert_with(|| Inst::new(quiet, restarted));
                 inst.cand = Some(
                     Candidate::new(holder, self.s.peers.len() + 1, timing, first_id)
                         .with_max_stale(self.s.max_stale_ns),
@@ -601,8 +608,9 @@ impl Quorum {
                     if !self.s.witness || self.insts.len() >= MAX_INSTANCES {
                         return self.reject(Reject::UnknownInstance);
                     }
-                    let quiet = self.quiet_until;
-                    self.insts.insert(instance.clone(), Inst::new(quiet));
+                    let (quiet, restarted) = (self.quiet_until, self.restarted);
+                    self.insts
+                        .insert(instance.clone(), Inst::new(quiet, restarted));
                 }
                 let Some(inst) = self.insts.get_mut(&instance) else {
                     return;
@@ -766,7 +774,7 @@ impl Quorum {
                             f(slot, until);
                         }
                         if inst.lease.accept_loss {
-                            tracing::warn!(instance = %name, "quorum: lease acquired with the loss accepted{}", inst.lease.stale.as_ref().map(|s| format!(" (last refusal: {} by {})", describe_stale(s), s.voter)).unwrap_or_default());
+                            tracing::warn!(instance = %name, "quorum: lease acquired with the loss accepted{}", inst.lease.stale.as_ref().map(|s| format!(" (last refusal: {} by {})", s.describe(), s.voter)).unwrap_or_default());
                         }
                         inst.lease.accept_loss = false;
                         inst.lease.stale = None;
@@ -824,11 +832,10 @@ impl Quorum {
         if inst.cand.as_ref().is_none_or(|c| c.wants().is_none()) {
             return;
         }
-        let known = b != Behind::UNKNOWN;
         let st = StaleStatus {
             voter: voter.to_owned(),
-            behind_ms: known.then(|| b.ns as f64 / 1e6),
-            behind_bytes: known.then_some(b.bytes),
+            behind_ms: (b.ns != u64::MAX).then(|| b.ns as f64 / 1e6),
+            behind_bytes: (b.bytes != u64::MAX).then_some(b.bytes),
             at_ns: now,
         };
         inst.lease.stale_refusals += 1;
@@ -974,10 +981,11 @@ fn count_vote(v: &mut VoteStatus, a: &Answer) {
 }
 
 /// How long a voter that just started must stay quiet (CLOCK_BOOTTIME):
-/// until the horizon it wrote before, if this boot wrote one; otherwise until
-/// any promise made before this boot has run out in real time, whatever the
-/// clock drift (CLOCK_BOOTTIME counts from boot).
-fn quiet_until(s: &Settings, boot_id: &str) -> Nanos {
+/// until the horizon it wrote before, if this boot wrote one (it then ran
+/// before: `true`); otherwise until any promise made before this boot has
+/// run out in real time, whatever the clock drift (CLOCK_BOOTTIME counts
+/// from boot).
+fn quiet_until(s: &Settings, boot_id: &str) -> (Nanos, bool) {
     let file = s.run_dir.join("quorum-horizon");
     if let Ok(text) = std::fs::read_to_string(&file) {
         let mut it = text.split_whitespace();
@@ -985,18 +993,14 @@ fn quiet_until(s: &Settings, boot_id: &str) -> Nanos {
             && b == boot_id
             && !boot_id.is_empty()
         {
-            return h;
+            return (h, true);
         }
     }
     let d = u128::from(s.drift_ppm);
-    (u128::from(MAX_PROMISE_NS) * (1_000_000 + d) / (1_000_000 - d)) as Nanos
-}
-
-fn describe_stale(s: &StaleStatus) -> String {
-    match (s.behind_ms, s.behind_bytes) {
-        (Some(ms), Some(b)) => format!("{ms:.0} ms ({b} bytes) behind"),
-        _ => "replication offset unknown".into(),
-    }
+    (
+        (u128::from(MAX_PROMISE_NS) * (1_000_000 + d) / (1_000_000 - d)) as Nanos,
+        false,
+    )
 }
 
 async fn recv(s: &Option<Arc<UdpSocket>>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {

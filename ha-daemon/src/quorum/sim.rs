@@ -10,7 +10,13 @@
 //!    holder serves while its own clock is below the deadline it wrote,
 //!    also when its daemon is stalled or dead);
 //! 2. no grant outlives its promise: a voter never grants a holder while
-//!    another holder still serves on a lease that voter's promise backs.
+//!    another holder still serves on a lease that voter's promise backs;
+//! 3. a takeover loses only recent writes: each Redis node has a dataset
+//!    (a replication offset) that grows while its node serves and follows
+//!    the last holder's over a replication link that breaks on its own; a
+//!    node that takes over may lack only writes acknowledged within
+//!    `max_stale` (stretched by the drift bound), the old lease and the
+//!    longest message delay of the end of the old master's writes.
 //!
 //! A failing seed prints the trace of what led to the violation.
 use std::{cmp::Reverse, collections::BinaryHeap, net::IpAddr};
@@ -25,6 +31,8 @@ use super::{
 };
 
 const MS: Nanos = 1_000_000;
+/// The longest a message takes in the simulation.
+const MAX_DELAY: Nanos = 200 * MS;
 
 /// A bug planted to show the checker finds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +49,9 @@ pub enum Bug {
     /// higher-ranked asker before its last lease has ended in the kernel
     /// (found by `a_split_vote_settles_on_one_holder` while writing it).
     WithdrawWhileServing,
+    /// The staleness check removed: every takeover asks as if an operator
+    /// had accepted any loss.
+    NoStalenessCheck,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +65,8 @@ pub struct Config {
     /// Run the random schedule of faults (off: every Redis node asks for
     /// the lease at once, at different priorities, on a quiet network).
     pub faults: bool,
+    /// `[quorum] max_staleness_ms`.
+    pub max_stale_ns: Nanos,
 }
 
 impl Default for Config {
@@ -66,6 +79,7 @@ impl Default for Config {
             duration_ns: 20_000 * MS,
             bug: Bug::None,
             faults: true,
+            max_stale_ns: 100 * MS,
         }
     }
 }
@@ -86,6 +100,16 @@ pub struct Stats {
     pub messages: u64,
     pub crashes: u64,
     pub stalls: u64,
+    /// Takeovers refused because the asker's data was too stale.
+    pub stale_refusals: u64,
+    /// Acknowledged writes lost in takeovers (all within the bound).
+    pub lost_writes: u64,
+    /// Replication links broken.
+    pub repl_cuts: u64,
+    /// Stale takeovers granted only by voters whose hosts all rebooted
+    /// since the lost writes (they forgot what they knew: the documented
+    /// limit).
+    pub amnesic_takeovers: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +152,16 @@ struct Node {
     /// The kernel fence's deadline (local time) and the voters backing it.
     kernel_until: Nanos,
     support: Vec<From>,
+    /// The Redis dataset, as its replication offset (one per write).
+    data: u64,
+    /// The whole host is down (rebooting): its Redis neither serves nor
+    /// replicates.
+    host_down: bool,
+    /// When its host last rebooted (real time).
+    rebooted_at: Nanos,
+    /// Its voter answered a request since the host booted (the daemon's
+    /// horizon file exists then): a restart is known as one.
+    voted_since_boot: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -150,6 +184,13 @@ struct Sim {
     /// cut[a][b]: a's messages to b are dropped.
     cut: Vec<Vec<bool>>,
     loss: f64,
+    /// repl_cut[a][b]: b's Redis cannot replicate from a's.
+    repl_cut: Vec<Vec<bool>>,
+    /// The writes acknowledged in the history that survives so far: (real
+    /// time, offset). A takeover keeps those up to its node's data.
+    acked: Vec<(Nanos, u64)>,
+    /// The last node to take the lease: every Redis replicates from it.
+    source: Option<usize>,
     trace: Vec<String>,
     stats: Stats,
     violation: Option<Violation>,
@@ -182,11 +223,23 @@ impl Sim {
                     up: true,
                     stalled_until: 0,
                     queued: Vec::new(),
-                    cand: redis.then(|| Candidate::new(ip(i), n, timing, rng.random())),
+                    cand: redis.then(|| {
+                        Candidate::new(ip(i), n, timing, rng.random()).with_max_stale(
+                            if cfg.bug == Bug::NoStalenessCheck {
+                                u64::MAX
+                            } else {
+                                cfg.max_stale_ns
+                            },
+                        )
+                    }),
                     voter: Voter::new(0),
                     persisted: 0,
                     kernel_until: 0,
                     support: Vec::new(),
+                    data: 0,
+                    host_down: false,
+                    rebooted_at: 0,
+                    voted_since_boot: false,
                 }
             })
             .collect();
@@ -201,6 +254,9 @@ impl Sim {
             next_seq: 0,
             cut: vec![vec![false; n]; n],
             loss: 0.0,
+            repl_cut: vec![vec![false; n]; n],
+            acked: Vec::new(),
+            source: None,
             trace: Vec::new(),
             stats: Stats::default(),
             violation: None,
@@ -288,7 +344,7 @@ impl Sim {
                 self.rng.random_range(MS..20 * MS)
             } else {
                 // Longer than a promise: safety must not depend on delays.
-                self.rng.random_range(20 * MS..200 * MS)
+                self.rng.random_range(20 * MS..MAX_DELAY)
             };
             self.next_seq += 1;
             let seq = self.next_seq;
@@ -300,7 +356,15 @@ impl Sim {
     /// Node `i`'s voter grants or refuses `r`; check 2 on every grant.
     fn vote(&mut self, i: usize, r: &Request) -> Answer {
         let now_l = self.local(i);
+        self.nodes[i].voted_since_boot = true;
         let a = self.nodes[i].voter.request(now_l, r);
+        if let Answer::Refuse {
+            why: super::voter::Refusal::Stale(_),
+            ..
+        } = a
+        {
+            self.stats.stale_refusals += 1;
+        }
         if let Answer::Grant { .. } = a {
             let me = self.nodes[i].id;
             for h in self.serving() {
@@ -333,7 +397,9 @@ impl Sim {
             let mut more = Vec::new();
             for o in outs {
                 match o {
-                    Out::Request(r) => {
+                    Out::Request(mut r) => {
+                        // Where its Redis's data stands, as the daemon reads it.
+                        r.offset = self.nodes[i].redis.then_some(self.nodes[i].data);
                         for v in 0..self.nodes.len() {
                             if v != i {
                                 self.send(i, v, Msg::Req(r));
@@ -365,7 +431,8 @@ impl Sim {
                         if acquired {
                             self.stats.acquisitions += 1;
                             let me = self.nodes[i].id;
-                            self.log(format!("{me} holds term {term}"));
+                            let data = self.nodes[i].data;
+                            self.log(format!("{me} holds term {term} with data {data}"));
                         } else {
                             self.stats.renewals += 1;
                         }
@@ -377,6 +444,9 @@ impl Sim {
                             .unwrap_or_default();
                         self.nodes[i].kernel_until = until;
                         self.nodes[i].support = support;
+                        if acquired {
+                            self.took_over(i);
+                        }
                         let serving = self.serving();
                         if serving.len() > 1 {
                             let who: Vec<String> = serving
@@ -393,6 +463,79 @@ impl Sim {
                 }
             }
             outs = more;
+        }
+    }
+
+    /// Check 3: node `i` starts serving with its data; what the history
+    /// acknowledged past it is lost, and must all be recent.
+    fn took_over(&mut self, i: usize) {
+        let data = self.nodes[i].data;
+        let keep = self.acked.partition_point(|a| a.1 <= data);
+        if keep < self.acked.len() {
+            let first_lost = self.acked[keep].0;
+            let last = self.acked.last().map_or(first_lost, |a| a.0);
+            let lost = self.acked.len() - keep;
+            self.stats.lost_writes += lost as u64;
+            let rho = f64::from(self.cfg.drift_ppm) / 1e6;
+            // The staleness allowed, on a voter's clock; the old holder's
+            // lease after its last report, on its clock; the longest delay
+            // a report may take to reach a voter (see `send`); a tick.
+            let bound = (self.cfg.max_stale_ns as f64 * (1.0 + rho) / (1.0 - rho)
+                + self.timing.lease_ns as f64 / (1.0 - rho)) as Nanos
+                + MAX_DELAY
+                + 2 * MS;
+            let me = self.nodes[i].id;
+            let support = self.nodes[i].support.clone();
+            self.log(format!(
+                "{me} takes over lacking {lost} writes acknowledged over the last {:.1} ms, granted by {support:?}",
+                (last - first_lost) as f64 / 1e6
+            ));
+            // Every voter that granted this lease rebooted since the first
+            // lost write: none can remember the old master's data.
+            let amnesic = self.nodes[i].support.iter().all(|f| {
+                let v = match f {
+                    From::Me => i,
+                    From::Peer(p) => self.nodes.iter().position(|n| n.id == *p).unwrap_or(i),
+                };
+                self.nodes[v].rebooted_at > first_lost
+            });
+            if last - first_lost > bound && amnesic {
+                self.stats.amnesic_takeovers += 1;
+                self.log(format!("{me}: every voter of its majority rebooted since"));
+            } else if last - first_lost > bound {
+                self.fail(format!(
+                    "{me} took over lacking writes acknowledged {:.1} ms before the old master's last (bound {:.1} ms)",
+                    (last - first_lost) as f64 / 1e6,
+                    bound as f64 / 1e6
+                ));
+            }
+            self.acked.truncate(keep);
+        }
+        self.source = Some(i);
+    }
+
+    /// Every ms: the serving Redis acknowledges a write; the others follow
+    /// the last holder where their replication link works.
+    fn data_tick(&mut self) {
+        let serving = self.serving();
+        for &s in &serving {
+            if self.nodes[s].redis && !self.nodes[s].host_down {
+                self.nodes[s].data += 1;
+                let d = self.nodes[s].data;
+                self.acked.push((self.now, d));
+            }
+        }
+        let Some(src) = self.source else { return };
+        if self.nodes[src].host_down {
+            return;
+        }
+        for j in 0..self.nodes.len() {
+            if j == src || !self.nodes[j].redis || self.nodes[j].host_down || serving.contains(&j) {
+                continue;
+            }
+            if !self.repl_cut[src][j] && self.rng.random_bool(0.7) {
+                self.nodes[j].data = self.nodes[src].data;
+            }
         }
     }
 
@@ -479,9 +622,11 @@ impl Sim {
         n.queued.clear();
         n.cand = None;
         if reboot {
-            // The kernel (and its fence) goes with the host.
+            // The kernel (and its fence) goes with the host; the Redis data
+            // is on disk.
             n.kernel_until = 0;
             n.persisted = 0;
+            n.host_down = true;
         }
     }
 
@@ -500,6 +645,8 @@ impl Sim {
                 base_real: now,
                 base_local: 0,
             };
+            n.rebooted_at = now;
+            n.voted_since_boot = false;
         }
         let now_l = n.clock.local(now);
         let quiet = match (bug, reboot) {
@@ -507,10 +654,21 @@ impl Sim {
             (_, true) => now_l + MAX_PROMISE_NS,
             (_, false) => n.persisted,
         };
-        n.voter = Voter::new(quiet);
+        // A voter that ran before in this boot knows it (its horizon file).
+        n.voter = if !reboot && n.voted_since_boot {
+            Voter::restarted(quiet)
+        } else {
+            Voter::new(quiet)
+        };
+        let stale = if bug == Bug::NoStalenessCheck {
+            u64::MAX
+        } else {
+            self.cfg.max_stale_ns
+        };
         n.cand = n
             .redis
-            .then(|| Candidate::new(n.id, total, timing, first_id));
+            .then(|| Candidate::new(n.id, total, timing, first_id).with_max_stale(stale));
+        n.host_down = false;
         n.up = true;
         n.stalled_until = 0;
         let id = n.id;
@@ -549,7 +707,22 @@ impl Sim {
                 let id = self.nodes[i].id;
                 self.log(format!("{id} stalls {} ms", d / MS));
             }
-        } else if r < 0.62 {
+        } else if r < 0.68 && self.cfg.redis_nodes > 1 {
+            // The replication link between two Redis nodes breaks (both
+            // ways), or every broken one is mended.
+            if self.rng.random_bool(0.5) {
+                let a = self.rng.random_range(0..self.cfg.redis_nodes);
+                let b = (a + self.rng.random_range(1..self.cfg.redis_nodes)) % self.cfg.redis_nodes;
+                self.repl_cut[a][b] = true;
+                self.repl_cut[b][a] = true;
+                self.stats.repl_cuts += 1;
+                let (x, y) = (self.nodes[a].id, self.nodes[b].id);
+                self.log(format!("replication between {x} and {y} broken"));
+            } else {
+                self.repl_cut = vec![vec![false; n]; n];
+                self.log("replication links mended".into());
+            }
+        } else if r < 0.75 {
             if self.nodes[i].up {
                 let reboot = self.rng.random_bool(0.3);
                 self.crash(i, reboot);
@@ -608,6 +781,9 @@ impl Sim {
                     self.deliver(to, from, m);
                 }
                 Ev::Tick(i) => {
+                    if i == 0 {
+                        self.data_tick();
+                    }
                     if self.nodes[i].up && self.now >= self.nodes[i].stalled_until {
                         for (from, m) in std::mem::take(&mut self.nodes[i].queued) {
                             self.deliver(i, from, m);
@@ -687,6 +863,10 @@ pub fn explore(cfg: &Config, first: u64, seeds: u64) -> (Stats, Option<Violation
         total.messages += s.messages;
         total.crashes += s.crashes;
         total.stalls += s.stalls;
+        total.stale_refusals += s.stale_refusals;
+        total.lost_writes += s.lost_writes;
+        total.repl_cuts += s.repl_cuts;
+        total.amnesic_takeovers += s.amnesic_takeovers;
         if v.is_some() {
             return (total, v);
         }
@@ -723,6 +903,10 @@ mod tests {
             "the schedules must exercise takeovers: {stats:?}"
         );
         assert!(stats.crashes > 0 && stats.stalls > 0 && stats.releases > 0);
+        assert!(
+            cfg.redis_nodes < 2 || (stats.repl_cuts > 0 && stats.stale_refusals > 0),
+            "the schedules must exercise stale takeovers: {stats:?}"
+        );
     }
 
     #[test]
@@ -810,5 +994,24 @@ mod tests {
     #[test]
     fn finds_the_bug_when_a_vote_is_withdrawn_while_the_lease_is_served() {
         finds(Bug::WithdrawWhileServing);
+    }
+
+    #[test]
+    fn finds_the_bug_when_stale_replicas_may_take_over() {
+        finds(Bug::NoStalenessCheck);
+    }
+}
+#[cfg(test)]
+#[test]
+fn debug_one_seed() {
+    let Some(seed) = std::env::var("HA_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
+        return;
+    };
+    let (_, v) = run(&Config::default(), seed);
+    if let Some(v) = v {
+        eprintln!("{}", v.trace.join("\n"));
     }
 }

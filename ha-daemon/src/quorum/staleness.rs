@@ -51,9 +51,10 @@ pub const MAX_SAMPLES: usize = 4096;
 /// How far behind the master's data a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Behind {
-    /// From when the first write it lacks was reported to the last report,
-    /// on the voter's clock (a lower bound of how old that write is, short
-    /// of one renewal); `u64::MAX` when its offset is unknown.
+    /// From the last report the node was not behind of to the last report,
+    /// on the voter's clock: the writes it lacks were all acknowledged in
+    /// that span (or in the lease after it); `u64::MAX` when unknown (its
+    /// offset is, or it lacks writes older than the voter's history).
     pub ns: Nanos,
     /// Replication bytes it lacks (`u64::MAX`: unknown).
     pub bytes: u64,
@@ -66,8 +67,14 @@ impl Behind {
     };
 
     pub fn describe(&self) -> String {
-        if self.ns == u64::MAX {
+        if self.bytes == u64::MAX {
             return "its replication offset is unknown".into();
+        }
+        if self.ns == u64::MAX {
+            return format!(
+                "{} bytes behind the last master's acknowledged writes, some older than this voter knows",
+                self.bytes
+            );
         }
         format!(
             "{} ms ({} bytes) behind the last master's acknowledged writes",
@@ -126,12 +133,18 @@ impl History {
         if offset >= last_o {
             return None;
         }
-        // The first sample past `offset`: its write had been made by then.
-        // A node below every sample lacks writes older than the history.
+        // The last report at or below `offset`: the first write the node
+        // lacks was made after it (a report lost on the way only makes this
+        // earlier, never later). Below every report: it lacks writes older
+        // than all this voter knows (it may have started since), of an
+        // unknown age.
         let i = self.samples.partition_point(|s| s.1 <= offset);
-        let first_t = self.samples[i.min(self.samples.len() - 1)].0;
+        let ns = match i {
+            0 => u64::MAX,
+            i => last_t - self.samples[i - 1].0,
+        };
         Some(Behind {
-            ns: last_t - first_t,
+            ns,
             bytes: last_o - offset,
         })
     }
@@ -153,17 +166,22 @@ mod tests {
         // At or past the newest: fresh.
         assert_eq!(h.behind(Some(1000 + 99 * 50)), None);
         assert_eq!(h.behind(Some(1_000_000)), None);
-        // Lacks the last report only.
+        // Lacks the last report only: up to one renewal of writes.
         assert_eq!(
             h.behind(Some(1000 + 98 * 50)),
-            Some(Behind { ns: 0, bytes: 50 })
+            Some(Behind {
+                ns: 10 * MS,
+                bytes: 50
+            })
         );
-        // Stopped at the 10th sample: the 11th was first seen 900 ms before the last.
+        // In between two reports: from the one it had.
+        assert_eq!(h.behind(Some(1000 + 98 * 50 + 1)).unwrap().ns, 10 * MS);
+        // Stopped at the 10th sample, reported 890 ms before the last.
         let b = h.behind(Some(1000 + 10 * 50)).unwrap();
-        assert_eq!(b.ns, 880 * MS);
+        assert_eq!(b.ns, 890 * MS);
         assert_eq!(b.bytes, 89 * 50);
-        // Below every sample: at least the whole history behind.
-        assert_eq!(h.behind(Some(10)).unwrap().ns, 990 * MS);
+        // Below every sample: lacking writes of an unknown age.
+        assert_eq!(h.behind(Some(10)).unwrap().ns, u64::MAX);
         assert_eq!(h.behind(None), Some(Behind::UNKNOWN));
     }
 
@@ -178,8 +196,8 @@ mod tests {
         h.record(20 * MS, 150);
         assert_eq!(h.newest(), Some((20 * MS, 150)));
         assert_eq!(h.behind(Some(150)), None);
-        assert_eq!(h.behind(Some(120)).unwrap().ns, 0);
-        assert_eq!(h.behind(Some(99)).unwrap().ns, 20 * MS);
+        assert_eq!(h.behind(Some(120)).unwrap().ns, 20 * MS);
+        assert_eq!(h.behind(Some(99)).unwrap().ns, u64::MAX);
     }
 
     #[test]
@@ -189,7 +207,7 @@ mod tests {
             h.record(i, i);
         }
         assert_eq!(h.samples.len(), MAX_SAMPLES);
-        // Older than what is kept: behind by all of it.
-        assert_eq!(h.behind(Some(5)).unwrap().ns, MAX_SAMPLES as u64 - 1);
+        // Older than what is kept: of an unknown age.
+        assert_eq!(h.behind(Some(5)).unwrap().ns, u64::MAX);
     }
 }

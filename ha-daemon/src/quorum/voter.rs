@@ -51,6 +51,9 @@ pub struct Request {
     /// The asker's Redis replication offset (None: its Redis does not
     /// answer). From a holder, where the master's data stands.
     pub offset: Option<u64>,
+    /// The asker holds the lease of `term` (a renewal), granted by a
+    /// majority: a voter that knows nothing of the data may grant it.
+    pub holding: bool,
     /// A takeover is refused when the asker lacks writes the last master
     /// acknowledged longer than this before its last report (`u64::MAX`:
     /// any, an operator accepted the loss).
@@ -92,8 +95,15 @@ pub struct Voter {
     max_term: u64,
     max_holder: Option<IpAddr>,
     quiet_until: Nanos,
-    /// The newest holder's replication offsets, as its renewals reported them.
+    /// The replication offsets of the last node seen holding the lease (its
+    /// renewals, `holding`), and that node: where the master's data stands.
+    /// Only renewals count: a grant that never made a lease (a node that
+    /// could not win a majority voting for itself) says nothing of the data.
     history: History,
+    data_holder: Option<IpAddr>,
+    /// It restarted within this boot: it voted before and forgot what it
+    /// knew of terms and data.
+    restarted: bool,
 }
 
 impl Voter {
@@ -105,7 +115,24 @@ impl Voter {
             max_holder: None,
             quiet_until,
             history: History::default(),
+            data_holder: None,
+            restarted: false,
         }
+    }
+
+    /// A voter that ran before in this boot (its horizon file says so): it
+    /// forgot terms and data, and vouches for no takeover until it has seen
+    /// a holder renew.
+    pub fn restarted(quiet_until: Nanos) -> Self {
+        Self {
+            restarted: true,
+            ..Self::new(quiet_until)
+        }
+    }
+
+    /// The last node seen renewing a lease (whose data the history tracks).
+    pub fn data_holder(&self) -> Option<IpAddr> {
+        self.data_holder
     }
 
     /// Where the master's data stands, as reported to this voter.
@@ -161,11 +188,20 @@ impl Voter {
         // Taking over from another holder: not with less of its data than
         // allowed. The newest holder itself is never refused for this: its
         // data is the reference (after a lapse it holds the newest writes).
-        if self.max_holder.is_some_and(|h| h != r.holder)
+        if self.data_holder.is_some_and(|h| h != r.holder)
             && let Some(b) = self.history.behind(r.offset)
             && b.ns > r.max_stale_ns
         {
             return refuse(Refusal::Stale(b), self);
+        }
+        // A voter that ran before in this boot and forgot where the data
+        // stands cannot vouch for a takeover: there may have been a holder
+        // whose data the asker lacks. It grants a holder's renewals (and so
+        // learns). A fresh voter (first start since boot, as in a new
+        // cluster) has nothing to forget and grants.
+        if self.restarted && self.data_holder.is_none() && !r.holding && r.max_stale_ns != u64::MAX
+        {
+            return refuse(Refusal::Stale(Behind::UNKNOWN), self);
         }
         let until = now.saturating_add(r.promise_ns);
         let until = match self.promise {
@@ -179,8 +215,11 @@ impl Voter {
         });
         self.max_term = r.term;
         self.max_holder = Some(r.holder);
-        if let Some(o) = r.offset {
-            self.history.record(now, o);
+        if r.holding {
+            self.data_holder = Some(r.holder);
+            if let Some(o) = r.offset {
+                self.history.record(now, o);
+            }
         }
         Answer::Grant { term: r.term }
     }
@@ -214,6 +253,7 @@ mod tests {
             preempt: false,
             priority: 100,
             offset: None,
+            holding: false,
             max_stale_ns: u64::MAX,
         }
     }
@@ -298,6 +338,7 @@ mod tests {
         const MS: Nanos = 1_000_000;
         let mut v = Voter::new(0);
         let mut r1 = req(1, 1);
+        r1.holding = true;
         // Node 1 holds and renews; its Redis offset grows by 100 per renewal.
         for i in 0..100u64 {
             r1.offset = Some(1000 + 100 * i);
@@ -315,7 +356,7 @@ mod tests {
                 holder,
                 ..
             } => {
-                assert_eq!(b.ns, 880 * MS);
+                assert_eq!(b.ns, 890 * MS);
                 assert_eq!(b.bytes, 100 * 99 - 1000);
                 assert_eq!(holder, Some(ip(1)), "it names the holder with the data");
             }
@@ -330,7 +371,8 @@ mod tests {
                 ..
             } if b == Behind::UNKNOWN
         ));
-        // Node 1 back, with its data: granted (it is the newest holder).
+        // Node 1 back, with its data: granted (the data is its).
+        r1.holding = false;
         r1.term = 3;
         r1.offset = Some(1000 + 100 * 99);
         assert!(matches!(v.request(at, &r1), Answer::Grant { .. }));
@@ -345,6 +387,7 @@ mod tests {
     fn an_operator_may_accept_the_loss() {
         let mut v = Voter::new(0);
         let mut r1 = req(1, 1);
+        r1.holding = true;
         r1.offset = Some(10);
         v.request(0, &r1);
         r1.offset = Some(500);
@@ -364,7 +407,43 @@ mod tests {
             v.request(20_000_000_000, &r2),
             Answer::Grant { .. }
         ));
-        // Its data is the reference now.
+        // Its data is the reference once it renews.
+        r2.holding = true;
+        v.request(20_010_000_000, &r2);
         assert_eq!(v.history().newest().map(|n| n.1), Some(5));
+    }
+
+    #[test]
+    fn a_restarted_voter_does_not_vouch_for_a_takeover_until_it_sees_a_holder() {
+        let mut v = Voter::new(0);
+        // A new cluster: granted.
+        let mut r = req(2, 1);
+        r.max_stale_ns = 100;
+        r.offset = Some(7);
+        assert!(matches!(v.request(0, &r), Answer::Grant { .. }));
+        // After a restart it may have forgotten a holder whose data the
+        // asker lacks.
+        let mut v = Voter::restarted(0);
+        r.term = 9;
+        assert!(matches!(
+            v.request(0, &r),
+            Answer::Refuse {
+                why: Refusal::Stale(b),
+                ..
+            } if b == Behind::UNKNOWN
+        ));
+        // A holder's renewal is granted, and teaches it.
+        let mut h = req(1, 9);
+        h.holding = true;
+        h.offset = Some(100);
+        assert!(matches!(v.request(0, &h), Answer::Grant { .. }));
+        assert_eq!(v.data_holder(), Some(ip(1)));
+        // A grant that made no lease (no renewal follows) teaches nothing.
+        let mut other = req(3, 10);
+        other.offset = Some(100);
+        other.max_stale_ns = 100;
+        assert!(matches!(v.request(100, &other), Answer::Grant { .. }));
+        assert_eq!(v.data_holder(), Some(ip(1)));
+        assert_eq!(v.history().newest(), Some((0, 100)));
     }
 }

@@ -1,7 +1,11 @@
 //! Health of the local Redis, and what it does to the VRRP priority — like
 //! keepalived's vrrp_script: `weight` off after `fall` failed checks, back after
 //! `rise` good ones; and priority 0 the moment Redis is gone (connection
-//! refused or closed), so the peer takes over after its skew time.
+//! refused or closed), so the peer takes over after its skew time. A Redis
+//! that answers nothing at all for `fall` check intervals (stopped, stuck
+//! in a long command or a disk write) is hung: priority 0 too. It
+//! acknowledges no write meanwhile, so a takeover loses nothing, and the
+//! lease or the VIP's removal fences it before it wakes up.
 use std::time::Duration;
 
 use tokio::{
@@ -16,8 +20,10 @@ use super::tls::Tls;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
     Ok,
-    /// Timed out or answered with an error.
+    /// Answered with an error (LOADING, MISCONF...), or TLS failed.
     Failed,
+    /// No answer for another whole check interval.
+    NoAnswer,
     /// Connection refused or closed: nothing listens.
     Gone,
 }
@@ -27,6 +33,8 @@ pub enum Health {
     Up,
     /// `fall` failures in a row.
     Failing,
+    /// No answer at all for `fall` check intervals.
+    Hung,
     Gone,
 }
 
@@ -38,6 +46,8 @@ pub struct Policy {
     fall: u32,
     rise: u32,
     fails: u32,
+    /// Of `fails`, how many in a row were no answer at all.
+    silent: u32,
     oks: u32,
     state: Health,
 }
@@ -50,6 +60,7 @@ impl Policy {
             fall: fall.max(1),
             rise: rise.max(1),
             fails: 0,
+            silent: 0,
             oks: 0,
             state: Health::Up,
         }
@@ -66,7 +77,7 @@ impl Policy {
             // The address owner (255) is never lowered, as keepalived does.
             Health::Failing if self.base == 255 => 255,
             Health::Failing => self.base.saturating_sub(self.weight).max(1),
-            Health::Gone => 0,
+            Health::Hung | Health::Gone => 0,
         }
     }
 
@@ -81,12 +92,24 @@ impl Policy {
             Check::Failed => {
                 self.oks = 0;
                 self.fails += 1;
+                self.silent = 0;
                 if self.state == Health::Up && self.fails >= self.fall {
+                    self.state = Health::Failing;
+                }
+            }
+            Check::NoAnswer => {
+                self.oks = 0;
+                self.fails += 1;
+                self.silent += 1;
+                if self.state != Health::Gone && self.silent >= self.fall {
+                    self.state = Health::Hung;
+                } else if self.state == Health::Up && self.fails >= self.fall {
                     self.state = Health::Failing;
                 }
             }
             Check::Ok => {
                 self.fails = 0;
+                self.silent = 0;
                 self.oks += 1;
                 if self.state != Health::Up && self.oks >= self.rise {
                     self.state = Health::Up;
@@ -130,7 +153,9 @@ pub async fn watch(
                 continue;
             }
             Err(_) => {
-                if tx.send(Check::Failed).await.is_err() {
+                // A Redis that does not even accept is as hung as one that
+                // does not answer.
+                if tx.send(Check::NoAnswer).await.is_err() {
                     return;
                 }
                 continue;
@@ -172,22 +197,34 @@ pub async fn watch(
                 continue;
             }
         }
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A PING every interval while the last one was answered; with one
+        // outstanding, each whole interval since the last answer is one
+        // failed check (so `fall` of them are `fall` intervals of silence,
+        // counted from the last answer, not from the next PING).
+        let mut next_ping = tokio::time::Instant::now();
+        let mut last_answer = tokio::time::Instant::now();
+        let mut silent_reported = 0u32;
         let mut outstanding = false;
         let mut line = String::new();
         loop {
+            let wake = if outstanding {
+                last_answer + interval * (silent_reported + 1)
+            } else {
+                next_ping
+            };
             tokio::select! {
-                _ = tick.tick() => {
+                _ = tokio::time::sleep_until(wake) => {
                     if outstanding {
-                        // No answer within a whole interval.
-                        if tx.send(Check::Failed).await.is_err() { return; }
+                        silent_reported += 1;
+                        if tx.send(Check::NoAnswer).await.is_err() { return; }
+                        continue;
                     }
                     if w.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
                         let _ = tx.send(Check::Gone).await;
                         break;
                     }
                     outstanding = true;
+                    next_ping += interval;
                 }
                 n = r.read_line(&mut line) => {
                     match n {
@@ -199,6 +236,10 @@ pub async fn watch(
                         Ok(_) => {
                             let c = if line.starts_with("+PONG") { Check::Ok } else { Check::Failed };
                             outstanding = false;
+                            silent_reported = 0;
+                            last_answer = tokio::time::Instant::now();
+                            // After a silence, the next PING goes at once.
+                            next_ping = next_ping.max(last_answer);
                             line.clear();
                             if tx.send(c).await.is_err() { return; }
                         }
@@ -262,6 +303,25 @@ mod tests {
         assert_eq!(p.state(), Health::Gone);
         assert_eq!(p.observe(Check::Ok), None);
         assert_eq!(p.observe(Check::Ok), Some(150));
+    }
+
+    #[test]
+    fn no_answer_for_fall_intervals_is_hung_priority_zero() {
+        let mut p = Policy::new(150, 50, 2, 2);
+        assert_eq!(p.observe(Check::NoAnswer), None);
+        assert_eq!(
+            p.observe(Check::NoAnswer),
+            Some(0),
+            "hung: the peer takes over"
+        );
+        assert_eq!(p.state(), Health::Hung);
+        assert_eq!(p.observe(Check::Ok), None);
+        assert_eq!(p.observe(Check::Ok), Some(150));
+        // An error reply among them: failing, not hung.
+        let mut p = Policy::new(150, 50, 2, 2);
+        p.observe(Check::Failed);
+        assert_eq!(p.observe(Check::NoAnswer), Some(100));
+        assert_eq!(p.observe(Check::NoAnswer), Some(0));
     }
 
     #[test]

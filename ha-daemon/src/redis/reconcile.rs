@@ -85,6 +85,11 @@ const OLD_MASTER_CONNECT: Duration = Duration::from_millis(100);
 /// local side: a live peer on the LAN answers in a few ms, a dead one never,
 /// and every ms spent here is a ms without a writable master.
 const SILENT_MASTER_PROBE: Duration = Duration::from_millis(5);
+/// A master that resigned (priority 0: its Redis is gone or hung, or its
+/// daemon shuts down): a live Redis behind a shutting-down daemon answers
+/// in well under a ms; a hung one accepts the connection (the kernel does)
+/// and never answers, so waiting longer only keeps clients waiting.
+const RESIGNED_MASTER_PROBE: Duration = Duration::from_millis(30);
 
 pub struct Agent {
     instance: String,
@@ -202,7 +207,7 @@ impl Agent {
     }
 
     pub async fn run(mut self) {
-        let (htx, mut hrx) = mpsc::channel(16);
+        let (htx, hrx) = mpsc::channel(16);
         let interval = Duration::from_millis(self.cfg.check_interval_ms);
         tokio::spawn(health::watch(
             self.local.host.clone(),
@@ -212,6 +217,20 @@ impl Agent {
             interval,
             htx,
         ));
+        // The checks become priorities on a task of their own: a reconcile
+        // pass waiting on a hung local Redis must not hold the news back.
+        let (health_tx, mut health) = watch::channel(Health::Up);
+        tokio::spawn(judge(
+            self.instance.clone(),
+            self.local.to_string(),
+            self.policy.clone(),
+            u64::from(self.cfg.fall) * self.cfg.check_interval_ms,
+            hrx,
+            self.signals.clone(),
+            self.status.clone(),
+            health_tx,
+        ));
+        let mut was = Health::Up;
         if let Some((cell, period)) = self.offset.clone() {
             tokio::spawn(super::offset::sample(
                 self.instance.clone(),
@@ -224,7 +243,21 @@ impl Agent {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                Some(c) = hrx.recv() => self.on_health(c).await,
+                r = health.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    let h = *health.borrow_and_update();
+                    if h == Health::Gone {
+                        self.conn = None;
+                    }
+                    // A Redis that just came back (restarted) starts as an
+                    // empty master: fix its role now, not at the next tick.
+                    if was == Health::Gone && h != Health::Gone {
+                        self.reconcile().await;
+                    }
+                    was = h;
+                }
                 r = self.view.changed() => {
                     if r.is_err() {
                         return;
@@ -233,35 +266,6 @@ impl Agent {
                 }
                 _ = tick.tick() => self.reconcile().await,
             }
-        }
-    }
-
-    async fn on_health(&mut self, c: Check) {
-        if c == Check::Gone {
-            self.conn = None;
-        }
-        let was_gone = self.policy.state() == Health::Gone;
-        if let Some(p) = self.policy.observe(c) {
-            let h = self.policy.state();
-            match h {
-                Health::Up => {
-                    tracing::info!(instance = %self.instance, "local Redis {} healthy again: priority {p}", self.local)
-                }
-                Health::Failing => {
-                    tracing::warn!(instance = %self.instance, "local Redis {} failing its checks: priority {p}", self.local)
-                }
-                Health::Gone => {
-                    tracing::warn!(instance = %self.instance, "local Redis {} is gone: priority 0, the peer takes over", self.local)
-                }
-            }
-            let _ = self.signals.send(Signal::Priority(p)).await;
-        }
-        let h = self.policy.state();
-        self.set_status(|r| r.health = Some(h));
-        // A Redis that just came back (restarted) starts as an empty master:
-        // fix its role now, not at the next tick.
-        if was_gone && c != Check::Gone {
-            self.reconcile().await;
         }
     }
 
@@ -537,11 +541,10 @@ impl Agent {
     async fn promote(&mut self, old: Endpoint) -> Result<(), super::client::RedisError> {
         let start = Instant::now();
         let deadline = Duration::from_millis(self.cfg.catchup_timeout_ms);
-        let silent = self.view.borrow().reason == Some(Reason::MasterDown);
-        let budget = if silent {
-            SILENT_MASTER_PROBE
-        } else {
-            OLD_MASTER_CONNECT
+        let budget = match self.view.borrow().reason {
+            Some(Reason::MasterDown | Reason::MasterRedisDown) => SILENT_MASTER_PROBE,
+            Some(Reason::MasterResigned) => RESIGNED_MASTER_PROBE,
+            _ => OLD_MASTER_CONNECT,
         };
         // The old master is asked while the local connection is made ready:
         // a dead one costs at most `budget`, not a TCP timeout before the
@@ -564,7 +567,7 @@ impl Agent {
                 None
             }
             Ok(Err(_)) => {
-                tracing::info!(instance = %self.instance, "the old master {old} did not answer within {budget:?} (the master went silent): promoting without it");
+                tracing::info!(instance = %self.instance, "the old master {old} did not answer within {budget:?}: promoting without it");
                 None
             }
             Err(e) => {
@@ -667,5 +670,52 @@ impl Agent {
             ));
         });
         Ok(())
+    }
+}
+
+/// Health checks in, priorities out (to the VRRP side), state to status
+/// and to the agent.
+#[allow(clippy::too_many_arguments)]
+async fn judge(
+    instance: String,
+    local: String,
+    mut policy: Policy,
+    silent_ms: u64,
+    mut checks: mpsc::Receiver<Check>,
+    signals: mpsc::Sender<Signal>,
+    status: Shared,
+    health: watch::Sender<Health>,
+) {
+    while let Some(c) = checks.recv().await {
+        if let Some(p) = policy.observe(c) {
+            match policy.state() {
+                Health::Up => {
+                    tracing::info!(instance = %instance, "local Redis {local} healthy again: priority {p}")
+                }
+                Health::Failing => {
+                    tracing::warn!(instance = %instance, "local Redis {local} failing its checks: priority {p}")
+                }
+                Health::Hung => {
+                    tracing::warn!(instance = %instance, "local Redis {local} has answered nothing for {silent_ms} ms: hung; priority 0, the peer takes over")
+                }
+                Health::Gone => {
+                    tracing::warn!(instance = %instance, "local Redis {local} is gone: priority 0, the peer takes over")
+                }
+            }
+            let _ = signals.send(Signal::Priority(p)).await;
+        }
+        let h = policy.state();
+        status.instance(&instance, |i| {
+            i.redis.get_or_insert_with(Default::default).health = Some(h);
+        });
+        health.send_if_modified(|cur| {
+            let changed = *cur != h;
+            *cur = h;
+            changed
+        });
+        if c == Check::Gone {
+            // Seen by the agent even when the state stays Gone.
+            health.send_modify(|_| {});
+        }
     }
 }

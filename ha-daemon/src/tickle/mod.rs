@@ -124,11 +124,15 @@ impl Tickler {
                         reporter.start(crate::ebpf::clock::boottime_ns());
                         last_snapshot = Instant::now() - SNAPSHOT_EVERY;
                         // After a silent master: its clients heard nothing.
-                        // Without a quorum, after a resignation, a dead Redis
+                        // After a resignation neither when it was for a hung
+                        // Redis (a request in flight waits for an answer that
+                        // never comes). Without a quorum, after a dead Redis
                         // or a switchover they were told (FIN, RST,
                         // READONLY); with one, the old master's fence drops
                         // what would tell them.
-                        if v.reason == Some(Reason::MasterDown) || self.fenced {
+                        if matches!(v.reason, Some(Reason::MasterDown | Reason::MasterResigned))
+                            || self.fenced
+                        {
                             let clients: Vec<Client> = book.clients().iter().copied().collect();
                             self.tickle(clients, sender.clone());
                         }
