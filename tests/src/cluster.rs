@@ -190,6 +190,19 @@ impl Cluster {
         prefix: &str,
         persist: bool,
     ) -> Result<Cluster> {
+        Self::start_on(crate::Switch::Nic, kind, n, quorum, extra, prefix, persist)
+    }
+
+    /// The same with the hosts plugged into `switch`.
+    pub fn start_on(
+        switch: crate::Switch,
+        kind: Kind,
+        n: usize,
+        quorum: Quorum,
+        extra: usize,
+        prefix: &str,
+        persist: bool,
+    ) -> Result<Cluster> {
         if matches!(kind, Kind::Keepalived { .. }) && n != 2 {
             bail!("the keepalived guides' scripts name one peer: 2 Redis hosts only");
         }
@@ -200,7 +213,7 @@ impl Cluster {
             bail!("a majority among the Redis hosts needs 3 of them");
         }
         let hosts = n + 1 + usize::from(quorum == Quorum::Witness) + extra;
-        let lan = Lan::new(prefix, hosts)?;
+        let lan = Lan::with_switch(prefix, hosts, switch)?;
         let dir = TempDir::new(prefix)?;
         if matches!(kind, Kind::Ours { .. }) {
             use std::os::unix::fs::OpenOptionsExt;

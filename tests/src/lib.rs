@@ -14,7 +14,7 @@ pub mod netns;
 pub mod proc;
 pub mod redis;
 
-pub use netns::{Host, Lan, Netns};
+pub use netns::{Host, Lan, Netns, Switch};
 pub use proc::Proc;
 
 use std::path::PathBuf;

@@ -224,17 +224,31 @@ impl Host {
     }
 }
 
+/// What the hosts' links are plugged into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Switch {
+    /// As a NIC on a switch: each switch port runs an XDP program, so a
+    /// veth delivers what an XDP program on the host's end sends back out
+    /// (XDP_TX: the VIP redirect, the resets) — a veth does that only when
+    /// its peer has NAPI (veth_xdp_flush); a NIC needs nothing of the kind.
+    #[default]
+    Nic,
+    /// As a container or VM host plugs a veth into its bridge: nothing on
+    /// the switch ports, so native-mode XDP_TX on the host's end would be
+    /// dropped.
+    Veth,
+}
+
 /// Hosts on one Ethernet segment: a bridge in its own namespace, a veth per host.
 ///
 /// Addresses: host i (from 1) is 198.18.0.i/24 and fd18::i/64 (RFC 2544
 /// benchmarking and unique-local ranges, only ever inside these namespaces).
 pub struct Lan {
     pub hosts: Vec<Host>,
-    /// An XDP program that passes everything, on each switch port: a veth
-    /// delivers what an XDP program on its peer sends back out (XDP_TX, the
-    /// VIP redirect) only when its own side runs XDP too (veth_xdp_flush);
-    /// a NIC needs nothing of the kind.
+    /// With `Switch::Nic`, an XDP program that passes everything on each
+    /// switch port (see `Switch`).
     switch_xdp: Option<ha_daemon::ebpf::loader::XdpProgram>,
+    pub switch: Switch,
     // Dropped after the hosts: deleting a host namespace removes its veth pair.
     pub bridge: Netns,
 }
@@ -242,6 +256,11 @@ pub struct Lan {
 impl Lan {
     /// `prefix` names the namespaces (`PREFIX<pid>x<id>h1` ...); keep it short.
     pub fn new(prefix: &str, hosts: usize) -> Result<Self> {
+        Self::with_switch(prefix, hosts, Switch::Nic)
+    }
+
+    /// The same, with the hosts plugged into `switch`.
+    pub fn with_switch(prefix: &str, hosts: usize, switch: Switch) -> Result<Self> {
         static CLEAN: Once = Once::new();
         CLEAN.call_once(|| remove_stale(prefix));
         let base = format!("{prefix}{}x{}", std::process::id(), next_id());
@@ -260,23 +279,26 @@ impl Lan {
         let mut lan = Self {
             hosts: Vec::new(),
             switch_xdp: None,
+            switch,
             bridge,
         };
         for i in 1..=hosts {
             lan.add_host(&base, i)?;
         }
         let ports: Vec<String> = lan.hosts.iter().map(|h| h.name.clone()).collect();
-        lan.switch_xdp = Some(
-            lan.bridge
-                .enter(|| {
-                    let mut p = ha_daemon::ebpf::loader::XdpProgram::load()?;
-                    for port in &ports {
-                        p.attach(port)?;
-                    }
-                    Ok::<_, ha_daemon::ebpf::loader::LoaderError>(p)
-                })?
-                .context("XDP on the switch ports")?,
-        );
+        if switch == Switch::Nic {
+            lan.switch_xdp = Some(
+                lan.bridge
+                    .enter(|| {
+                        let mut p = ha_daemon::ebpf::loader::XdpProgram::load()?;
+                        for port in &ports {
+                            p.attach(port)?;
+                        }
+                        Ok::<_, ha_daemon::ebpf::loader::LoaderError>(p)
+                    })?
+                    .context("XDP on the switch ports")?,
+            );
+        }
         // Ready for partitions: a cut is then one nft call.
         lan.partition_table()?;
         Ok(lan)

@@ -169,13 +169,29 @@ impl XdpProgram {
                 replaced = Some(id);
             }
         }
+        // On a veth, what the program sends back out (XDP_TX: the VIP
+        // redirect, the resets) reaches the wire in driver mode only when the
+        // peer end runs XDP or GRO (its NAPI): on a container or VM host's
+        // bridge it does not, and those frames are dropped without a word.
+        // Generic mode sends them through the device's normal transmit path.
+        let generic_first = crate::net::iface::driver(interface).as_deref() == Some("veth");
+        let (first, second) = if generic_first {
+            (XdpMode::Skb, XdpMode::Driver)
+        } else {
+            (XdpMode::Driver, XdpMode::Skb)
+        };
+        let mode_of = |m: XdpMode| match m {
+            XdpMode::Skb => AttachMode::Generic,
+            _ => AttachMode::Driver,
+        };
         let (id, mode) = match replaced {
             Some(id) => (id, AttachMode::Kept),
-            None => match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
-                Ok(link) => (link, AttachMode::Driver),
-                Err(driver) => match prog.attach_to_if_index(ifindex, XdpMode::Skb) {
-                    Ok(link) => (link, AttachMode::Generic),
-                    Err(generic) => {
+            None => match prog.attach_to_if_index(ifindex, first) {
+                Ok(link) => (link, mode_of(first)),
+                Err(e1) => match prog.attach_to_if_index(ifindex, second) {
+                    Ok(link) => (link, mode_of(second)),
+                    Err(e2) => {
+                        let (driver, generic) = if generic_first { (e2, e1) } else { (e1, e2) };
                         return Err(LoaderError::Attach {
                             interface: interface.to_owned(),
                             driver: Box::new(driver),
@@ -185,6 +201,11 @@ impl XdpProgram {
                 },
             },
         };
+        if generic_first && mode == AttachMode::Generic {
+            tracing::debug!(
+                "XDP on {interface} (veth) in generic mode: what it sends back out reaches the peer whatever runs there"
+            );
+        }
         let link_id = match &pinned {
             Some(path) => {
                 // Taken out of the program so that dropping it (the daemon

@@ -37,6 +37,50 @@ pub fn mac(name: &str) -> Option<[u8; 6]> {
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
+/// The interface's driver as ethtool names it ("veth", "virtio_net",
+/// "ixgbe", ...), None if it will not say.
+pub fn driver(name: &str) -> Option<String> {
+    // struct ethtool_drvinfo (linux/ethtool.h): cmd, then driver[32], and
+    // more we do not read; 196 bytes in all.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 160],
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 160],
+    };
+    // SAFETY: a zeroed ifreq is valid; the name fits (checked above).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = b as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: plain socket(2); closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: SIOCETHTOOL with a valid ifreq whose data points at a
+    // DrvInfo the size the kernel writes; both live across the call.
+    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr) };
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|b| *b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
 pub fn fmt_mac(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
