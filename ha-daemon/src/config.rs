@@ -381,6 +381,13 @@ pub struct Instance {
     /// VIP (stale ARP caches) are sent on to the new master this long.
     #[serde(default = "d_redirect_grace")]
     pub redirect_grace_ms: u64,
+    /// Without `[quorum]`: after a takeover from a silent master that came
+    /// back (a flapping link), a silent master is waited for longer, 3, 6,
+    /// 12... × Master_Down_Interval after each such flap, decaying with a
+    /// 10 s half-life, at most this long (0: off). With `[quorum]` the lease
+    /// keeps a live master and this is not used.
+    #[serde(default = "d_flap_hold_max")]
+    pub flap_hold_max_ms: u64,
     /// Redis settings of this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConf>,
@@ -511,6 +518,11 @@ fn d_garp_interval() -> u64 {
 fn d_redirect_grace() -> u64 {
     3000
 }
+fn d_flap_hold_max() -> u64 {
+    2000
+}
+/// The longest `flap_hold_max_ms` accepted.
+pub const MAX_FLAP_HOLD_MS: u64 = 60_000;
 
 /// Secrets never leave the process in clear, not even in `check-config`.
 fn mask<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -899,6 +911,15 @@ impl Config {
                 return bad(
                     "garp_interval_ms",
                     "must be > 0 when garp_repeat > 1".into(),
+                );
+            }
+            if inst.flap_hold_max_ms > MAX_FLAP_HOLD_MS {
+                return bad(
+                    "flap_hold_max_ms",
+                    format!(
+                        "{}; valid: 0 (off) ..={MAX_FLAP_HOLD_MS}",
+                        inst.flap_hold_max_ms
+                    ),
                 );
             }
         }

@@ -49,6 +49,10 @@ pub struct InstanceStatus {
     /// Last takeover by this node: from the last advert heard from the old
     /// master to becoming master, ms.
     pub last_failover_ms: Option<u64>,
+    /// Flap dampening, as of the last flap: flaps that still count, and the
+    /// extra wait for a silent master they impose (it decays meanwhile).
+    pub flaps: u32,
+    pub flap_hold_ms: u64,
     pub errors: Vec<String>,
     /// The local Redis, when the instance has a `[instance.redis]` table.
     pub redis: Option<crate::redis::reconcile::RedisStatus>,

@@ -157,6 +157,7 @@ impl Driver {
             preempt_delay_ns: cfg.preempt_delay_ms * 1_000_000,
             primary: socket.local,
             gated: quorum.is_some(),
+            flap_hold_max_ns: cfg.flap_hold_max_ms.saturating_mul(1_000_000),
         };
         let vips = cfg.vip_list();
         // Checked when the config was loaded.
@@ -617,6 +618,17 @@ impl Driver {
                     let _ = tokio::time::timeout(FIRST_ANNOUNCE_WAIT, first).await;
                 }
                 Action::ArmTimer { .. } | Action::CancelTimer => {}
+                Action::Damped {
+                    master,
+                    flaps,
+                    hold_ns,
+                } => {
+                    tracing::warn!(instance = %self.cfg.name, "flapping: master {master} came back after this node took over (or was about to): {flaps} flap(s) in the last seconds; a silent master is now waited for {} ms more before a takeover", hold_ns / 1_000_000);
+                    self.status.instance(&self.cfg.name, |i| {
+                        i.flaps = flaps;
+                        i.flap_hold_ms = hold_ns / 1_000_000;
+                    });
+                }
                 Action::WantLease { preempt, priority } => {
                     if let Some(q) = &self.quorum {
                         q.handle.want(&self.cfg.name, Want { preempt, priority });

@@ -63,6 +63,10 @@ pub struct Params {
     /// master gives way only through the lease (`Event::YieldTo`) or by
     /// losing it, never to an advert.
     pub gated: bool,
+    /// Flap dampening: the longest extra wait for a silent master after
+    /// takeovers from one that came back (`damping`); 0: off. Not used when
+    /// gated (the lease already keeps a live master).
+    pub flap_hold_max_ns: Nanos,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +117,9 @@ pub enum Event {
     },
 }
 
+/// Extra waits for a silent master after flaps (see `damping`).
+pub use super::damping::Damping;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send an advert with this priority.
@@ -142,6 +149,14 @@ pub enum Action {
     /// Gated: stop asking; give the lease up if held (the kernel fence
     /// closes first).
     DropLease,
+    /// A flap was counted (the master this node took over from, or was
+    /// about to, came back): a silent master is now waited for `hold_ns`
+    /// longer than Master_Down_Interval.
+    Damped {
+        master: IpAddr,
+        flaps: u32,
+        hold_ns: Nanos,
+    },
 }
 
 /// Why a transition happened; logged, counted, shown in status.
@@ -233,10 +248,20 @@ pub struct Machine {
     /// Gated: adverts ignored because they claimed mastership while this
     /// master held the lease.
     ignored_claims: u64,
+    /// The master this node took over from because it went silent, and
+    /// when, while this node is master: if it comes back soon, that was a
+    /// flap.
+    took_from: Option<(IpAddr, Nanos)>,
+    damping: Damping,
 }
 
 impl Machine {
     pub fn new(params: Params) -> Self {
+        let damping = Damping::new(if params.gated {
+            0
+        } else {
+            params.flap_hold_max_ns
+        });
         Self {
             priority: params.priority,
             master_adver_cs: params.interval_cs,
@@ -259,6 +284,37 @@ impl Machine {
             lease: false,
             pending: None,
             ignored_claims: 0,
+            took_from: None,
+            damping,
+        }
+    }
+
+    /// How much longer than Master_Down_Interval a silent master is waited
+    /// for now (flap dampening).
+    pub fn hold_down_ns(&self, now: Nanos) -> Nanos {
+        self.damping.hold(now, self.master_down_interval_ns())
+    }
+
+    /// A master back this soon after a takeover from it was only cut off:
+    /// 10 × Master_Down_Interval, at least 500 ms, at most 5 s.
+    fn flap_window_ns(&self) -> Nanos {
+        (10 * self.master_down_interval_ns()).clamp(500_000_000, 5_000_000_000)
+    }
+
+    /// Master_Down_Interval plus the flap hold: how long a master may be
+    /// silent before this backup takes over.
+    fn down_after_ns(&self, now: Nanos) -> Nanos {
+        self.master_down_interval_ns() + self.hold_down_ns(now)
+    }
+
+    fn flapped(&mut self, master: IpAddr, now: Nanos, out: &mut Vec<Action>) {
+        self.damping.flap(now);
+        if self.damping.hold(now, 1) > 0 {
+            out.push(Action::Damped {
+                master,
+                flaps: self.damping.flaps(now),
+                hold_ns: self.hold_down_ns(now),
+            });
         }
     }
 
@@ -378,6 +434,10 @@ impl Machine {
             out.push(Action::AddVips);
             out.push(Action::Announce);
         }
+        self.took_from = match (reason, self.master) {
+            (Reason::MasterDown, Some(m)) => Some((m, now)),
+            _ => None,
+        };
         self.master = None;
         self.resigned = false;
         self.failed_master = None;
@@ -405,7 +465,8 @@ impl Machine {
         self.last_advert = Some(now);
         self.resigned = false;
         self.preempt_at = None;
-        self.arm(now + self.master_down_interval_ns(), out);
+        self.took_from = None;
+        self.arm(now + self.down_after_ns(now), out);
         self.go(State::Backup, reason, out);
     }
 
@@ -589,11 +650,22 @@ impl Machine {
                     // failure is over, or a returning failed master would be
                     // ignored and we would take over from it as "Redis down".
                     self.failed_master = None;
+                    // The master was silent for longer than Master_Down_Interval
+                    // and is back: a takeover held down by dampening (the
+                    // link flaps on), one more flap.
+                    if priority > 0
+                        && self.hold_down_ns(now) > 0
+                        && self
+                            .last_advert
+                            .is_some_and(|l| at > l + self.master_down_interval_ns())
+                    {
+                        self.flapped(from, now, &mut out);
+                    }
                     // Keep the latest arrival: adverts can be handed over out of order
                     // when the kernel stamp and the socket are read separately.
                     let last = self.last_advert.map_or(at, |l| l.max(at));
                     self.last_advert = Some(last);
-                    self.arm(last + self.master_down_interval_ns(), &mut out);
+                    self.arm(last + self.down_after_ns(now), &mut out);
                 } else {
                     // A lower-priority master and we preempt: let the timer run out.
                     self.master = Some(from);
@@ -634,6 +706,16 @@ impl Machine {
                     } else {
                         Reason::TieBreak
                     };
+                    // The master this node took over from, because it went
+                    // silent, was alive all along: a flap. (A master that
+                    // died and came back to preempt takes longer: its Redis
+                    // must sync and stream first, a second or more.)
+                    if let Some((m, since)) = self.took_from
+                        && m == from
+                        && now < since + self.flap_window_ns()
+                    {
+                        self.flapped(from, now, &mut out);
+                    }
                     self.become_backup(at, reason, &mut out);
                     self.master = Some(from);
                     self.master_priority = priority;
@@ -699,7 +781,7 @@ impl Machine {
                 self.priority = p;
                 // Skew_Time depends on the priority: re-arm from the last advert.
                 if let (Some(last), false) = (self.last_advert, self.resigned) {
-                    self.arm(last + self.master_down_interval_ns(), &mut out);
+                    self.arm(last + self.down_after_ns(now), &mut out);
                 }
             }
             (State::Master, Event::Priority(p)) => {

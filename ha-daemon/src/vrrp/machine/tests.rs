@@ -17,6 +17,7 @@ fn params(version: Version, priority: u8, interval_cs: u16) -> Params {
         preempt_delay_ns: 0,
         primary: ip("198.18.0.1"),
         gated: false,
+        flap_hold_max_ns: 0,
     }
 }
 
@@ -658,6 +659,7 @@ fn a_cancelled_hand_over_advertises_the_real_priority_again() {
 fn gated(priority: u8) -> Params {
     Params {
         gated: true,
+        flap_hold_max_ns: 0,
         ..params(Version::V3, priority, 1)
     }
 }
@@ -844,4 +846,110 @@ fn gated_address_owner_also_waits_for_the_lease() {
     assert_eq!(wants(&a), Some(false));
     let a = m.handle(Event::Lease(true), MS);
     assert_eq!(changed(&a), Some((State::Master, Reason::AddressOwner)));
+}
+
+/// Without a quorum, a link that flaps makes the backup take over at every
+/// cut and yield at every heal. After one flap a silent master is waited
+/// for 3 × Master_Down_Interval more, so the next short cut passes; each
+/// suppressed cut counts too, and the hold grows; a master that stays
+/// silent is still replaced, that much later.
+#[test]
+fn a_flapping_link_is_held_down_after_one_flap() {
+    let mut p = params(Version::V3, 100, 1);
+    p.primary = ip("198.18.0.2");
+    p.flap_hold_max_ns = 2 * S;
+    let mut m = backup(p, 0);
+    let mdi = m.master_down_interval_ns();
+    assert_eq!(mdi, 30 * MS + 6_093_750);
+    let a = "198.18.0.1";
+    // The master advertises every 10 ms until t = 1 s.
+    let mut t = 0;
+    while t <= S {
+        m.handle(advert(a, 150, 1, t), t);
+        t += 10 * MS;
+    }
+    // A 100 ms cut: taken over at the end of Master_Down_Interval.
+    let last = S;
+    let acts = m.handle(Event::Timer, last + mdi);
+    assert_eq!(changed(&acts), Some((State::Master, Reason::MasterDown)));
+    // The link is back: the master's advert makes this node yield, and
+    // that is a flap.
+    let back = last + 100 * MS;
+    let acts = m.handle(advert(a, 150, 1, back), back);
+    assert_eq!(
+        changed(&acts),
+        Some((State::Backup, Reason::HigherPriorityAdvert))
+    );
+    assert!(
+        acts.iter()
+            .any(|x| matches!(x, Action::Damped { flaps: 1, hold_ns, .. } if *hold_ns == 3 * mdi)),
+        "{acts:?}"
+    );
+    // The link up for 150 ms, adverts every 10 ms; then the next 100 ms
+    // cut passes without a takeover...
+    let mut t = back;
+    while t <= back + 150 * MS {
+        m.handle(advert(a, 150, 1, t), t);
+        t += 10 * MS;
+    }
+    let last = back + 150 * MS;
+    assert_eq!(m.deadline(), Some(last + mdi + 3 * mdi));
+    let acts = m.handle(Event::Timer, last + mdi);
+    assert_eq!(changed(&acts), None, "held down");
+    let back = last + 100 * MS;
+    let acts = m.handle(advert(a, 150, 1, back), back);
+    assert_eq!(changed(&acts), None);
+    assert!(
+        acts.iter()
+            .any(|x| matches!(x, Action::Damped { flaps: 2, .. })),
+        "a suppressed cut is a flap too: {acts:?}"
+    );
+    assert_eq!(m.hold_down_ns(back), 6 * mdi);
+    // ...but a master that stays silent is replaced, 6 × MDI later.
+    let acts = m.handle(Event::Timer, back + mdi + 6 * mdi - 1);
+    assert_eq!(changed(&acts), None);
+    let acts = m.handle(Event::Timer, back + mdi + 6 * mdi);
+    assert_eq!(changed(&acts), Some((State::Master, Reason::MasterDown)));
+    // A quiet minute later the hold is gone.
+    assert_eq!(m.hold_down_ns(back + 60 * S), 0);
+}
+
+/// A resigned master (priority 0) is replaced after Skew_Time, whatever
+/// the flaps; and dampening is off with a quorum (the lease keeps a live
+/// master) or when configured off.
+#[test]
+fn dampening_never_holds_a_resignation_and_is_off_with_a_quorum() {
+    let mut p = params(Version::V3, 100, 1);
+    p.flap_hold_max_ns = 2 * S;
+    let mut m = backup(p.clone(), 0);
+    m.handle(advert("198.18.0.9", 150, 1, 0), 0);
+    m.handle(Event::Timer, m.deadline().unwrap());
+    m.handle(advert("198.18.0.9", 150, 1, 100 * MS), 100 * MS);
+    assert!(m.hold_down_ns(100 * MS) > 0);
+    let acts = m.handle(advert("198.18.0.9", 0, 1, 200 * MS), 200 * MS);
+    assert_eq!(armed(&acts), Some(200 * MS + m.skew_time_ns()));
+    let mut q = p.clone();
+    q.gated = true;
+    let m = Machine::new(q);
+    assert_eq!(m.hold_down_ns(0), 0);
+}
+
+/// A master that died and came back to preempt (its Redis synced first:
+/// a second or more) is no flap.
+#[test]
+fn a_master_back_after_a_restart_is_no_flap() {
+    let mut p = params(Version::V3, 100, 1);
+    p.primary = ip("198.18.0.2");
+    p.flap_hold_max_ns = 2 * S;
+    let mut m = backup(p, 0);
+    m.handle(advert("198.18.0.1", 150, 1, 0), 0);
+    let acts = m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(changed(&acts), Some((State::Master, Reason::MasterDown)));
+    let acts = m.handle(advert("198.18.0.1", 150, 1, 2 * S), 2 * S);
+    assert_eq!(
+        changed(&acts),
+        Some((State::Backup, Reason::HigherPriorityAdvert))
+    );
+    assert!(!acts.iter().any(|x| matches!(x, Action::Damped { .. })));
+    assert_eq!(m.hold_down_ns(2 * S), 0);
 }
