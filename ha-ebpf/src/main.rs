@@ -883,9 +883,14 @@ fn egress(ctx: &TcContext) -> Option<bool> {
     if e.flags & VIP_LEASE == 0 {
         return None;
     }
-    let ports: [u8; 2] = ctx.load(l4).ok()?;
-    if u16::from_be_bytes(ports) != e.redis_port {
+    let th: [u8; 14] = ctx.load(l4).ok()?;
+    if u16::from_be_bytes([th[0], th[1]]) != e.redis_port {
         return None;
+    }
+    // A reset carries no reply: the old master aborting its clients'
+    // connections (so that they reconnect to the new one at once) goes out.
+    if th[13] & TCP_RST != 0 {
+        return Some(false);
     }
     let until = LEASES.get(e.slot).map_or(0, |l| l.until_ns);
     // SAFETY: no arguments.

@@ -304,8 +304,23 @@ fn master_cut_from_peer_and_witness_fences_itself_before_the_new_master_serves()
     let heal = Instant::now();
     let took = became_master_after(&c, 2, fault_wall);
     c.lan.heal().unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    // h1 preempts back once its Redis streams from h2 (a few hundred ms).
+    std::thread::sleep(Duration::from_millis(1500));
     let (main, to_h1, to_h2) = (w.main.stop(), w.to_h1.stop(), w.to_h2.stop());
+    // The failback: h2 gives its lease to h1, and its fence drops what its
+    // Redis would still answer; its clients are reset at once (a request
+    // in flight waited for TCP's 200 ms retransmit before).
+    let mut prev = heal;
+    let mut failback_gap = Duration::ZERO;
+    for (t, _) in main.acked.iter().filter(|a| a.0 > heal) {
+        failback_gap = failback_gap.max(*t - prev);
+        prev = *t;
+    }
+    println!("after the heal: longest gap {failback_gap:?}");
+    assert!(
+        failback_gap < Duration::from_millis(100),
+        "after the heal the client waited {failback_gap:?}"
+    );
     let windows = ack_windows(&[&main, &to_h1, &to_h2], fault, heal);
     single_writer(
         "master cut off",

@@ -168,6 +168,21 @@ fn egress_drops_only_the_vips_redis_replies_and_only_with_a_lease() {
         |src, sport| tcp_segment(CLIENT_MAC, OWN, src, sport, CLIENT, 40000, ACK, 1, 1, b"x");
     assert_eq!(p.test_run_egress(&from(VIP, 6379)).unwrap(), TC_ACT_SHOT);
     assert_eq!(p.test_run_egress(&from(VIP, 22)).unwrap(), TC_ACT_OK);
+    // A reset carries no answer: the old master aborting its clients'
+    // connections (SOCK_DESTROY) gets out, so they reconnect at once.
+    let rst = tcp_segment(
+        CLIENT_MAC,
+        OWN,
+        VIP,
+        6379,
+        CLIENT,
+        40000,
+        RST | ACK,
+        1,
+        1,
+        b"",
+    );
+    assert_eq!(p.test_run_egress(&rst).unwrap(), TC_ACT_OK);
     assert_eq!(
         p.test_run_egress(&from(H2, 6379)).unwrap(),
         TC_ACT_OK,

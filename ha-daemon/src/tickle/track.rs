@@ -8,7 +8,7 @@
 use std::{collections::BTreeSet, io, net::IpAddr};
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_sock_diag::{
     SockDiagMessage,
@@ -74,6 +74,66 @@ impl Tracker {
             })?;
         }
         Ok(n)
+    }
+
+    /// Aborts the established connections to `port` on any of `vips`: the
+    /// kernel sends each client a reset (SOCK_DESTROY). For a master that
+    /// gave its lease up: the kernel fence now drops whatever its Redis
+    /// would answer, and a client whose request is in flight would wait
+    /// for its retransmit timer (200 ms at least; for ever, if the last
+    /// segment got through) before it tried the new master.
+    pub fn destroy(&mut self, vips: &[IpAddr], port: u16) -> io::Result<usize> {
+        let mut n = 0;
+        for v6 in [false, true] {
+            if !vips.iter().any(|v| v.is_ipv6() == v6) {
+                continue;
+            }
+            let mut ids = Vec::new();
+            self.dump(v6, StateFlags::ESTABLISHED | StateFlags::CLOSE_WAIT, |id| {
+                if id.source_port == port && vips.contains(&id.source_address.to_canonical()) {
+                    ids.push(id.clone());
+                }
+            })?;
+            for id in ids {
+                if self.destroy_one(v6, id).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn destroy_one(&mut self, v6: bool, id: SocketId) -> io::Result<()> {
+        // SOCK_DESTROY (linux/sock_diag.h): the dump request's layout, one
+        // socket named in full (addresses, ports, cookie).
+        const SOCK_DESTROY: u16 = 21;
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let mut req = NetlinkMessage::new(
+            hdr,
+            SockDiagMessage::InetRequest(InetRequest {
+                family: if v6 { AF_INET6 } else { AF_INET },
+                protocol: IPPROTO_TCP,
+                extensions: ExtensionFlags::empty(),
+                states: StateFlags::all(),
+                socket_id: id,
+            })
+            .into(),
+        );
+        req.finalize();
+        req.header.message_type = SOCK_DESTROY;
+        let mut b = vec![0; req.buffer_len()];
+        req.serialize(&mut b);
+        self.socket.send(&b, 0)?;
+        let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
+        let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&self.buf[..n])
+            .map_err(|e| io::Error::other(format!("sock_diag reply: {e}")))?;
+        match msg.payload {
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                Err(io::Error::other(format!("SOCK_DESTROY: {e:?}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn dump(

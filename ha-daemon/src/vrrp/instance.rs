@@ -593,6 +593,7 @@ impl Driver {
                     // The kernel stops serving first: what still arrives
                     // is reset or sent on to the new master, not dropped.
                     self.kernel_vips(false);
+                    self.abort_clients();
                     if self.machine.priority() == 0 {
                         // The local Redis is gone, maybe still closing its
                         // sockets: the run loop removes the VIPs once they
@@ -731,6 +732,34 @@ impl Driver {
                 tracing::warn!(instance = %self.cfg.name, "VIP {} in the XDP map: {e}", v.addr);
             }
         }
+    }
+
+    /// With `[quorum]` and the kernel fence: the fence drops whatever the
+    /// local Redis would still answer through the VIP, so its clients are
+    /// reset now (SOCK_DESTROY; the reset passes the fence), while the VIP
+    /// is still on the interface to send from. A client whose request was
+    /// in flight would otherwise wait for its retransmit timer (200 ms at
+    /// least) before it reached the new master.
+    fn abort_clients(&self) {
+        if self.quorum.is_none() || self.kernel.is_none() {
+            return;
+        }
+        let Some(port) = self.cfg.redis.as_ref().map(|r| r.port) else {
+            return;
+        };
+        let vips: Vec<IpAddr> = self.vips.iter().map(|v| v.addr).collect();
+        let name = self.cfg.name.clone();
+        tokio::task::spawn_blocking(move || {
+            match crate::tickle::track::Tracker::new().and_then(|mut t| t.destroy(&vips, port)) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(instance = %name, "reset {n} client connection(s) to the VIP's Redis: the fence drops their answers; they reconnect to the new master")
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %name, "resetting the clients of the VIP's Redis: {e}")
+                }
+            }
+        });
     }
 
     /// Removes lingering VIPs once no socket on them may still send, or at
