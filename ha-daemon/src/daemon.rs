@@ -438,6 +438,10 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
             Ok(arr) => {
                 let arr = Mutex::new(arr);
                 let f: crate::quorum::peer::Fence = Arc::new(move |slot, until_ns| {
+                    let until_ns = match until_ns {
+                        0 => 0,
+                        t => crate::ebpf::clock::to_kernel_boottime(t),
+                    };
                     if let Err(e) = lock(&arr).set(slot, ha_common::Lease { until_ns }, 0) {
                         tracing::error!("writing the lease deadline into the kernel fence: {e}");
                     }

@@ -142,7 +142,7 @@ pub fn report(pin_dir: &Path) -> Result<Report, MapsError> {
         })
         .collect();
     let now = clock::monotonic_ns();
-    let boot = clock::boottime_ns();
+    let boot = clock::kernel_boottime_ns();
     let owners = maps.owners()?;
     let vips = maps
         .vips()?

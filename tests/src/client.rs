@@ -159,6 +159,15 @@ impl Profile {
     }
 }
 
+/// What a writer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `INCR key`: a counter that must never go back.
+    Incr,
+    /// `RPUSH key n`: a unique element per write.
+    Push,
+}
+
 /// A writer of any profile.
 pub enum ProfileWriter {
     Rust(Writer),
@@ -395,10 +404,36 @@ impl Writer {
         profile: Profile,
         pace: Duration,
     ) -> Writer {
+        Self::start_profile_op(ns, addr, key, profile, pace, Op::Incr, false)
+    }
+
+    /// A `profile` client that appends a unique element to the list `key`
+    /// per write (`RPUSH key <n>`, n = 1, 2, ...): every acknowledged write
+    /// can be found again. `acked` holds (time, n); each write is tagged
+    /// with the Redis (run_id) that acknowledged it.
+    pub fn start_pushing(
+        ns: &Netns,
+        addr: SocketAddr,
+        key: &str,
+        profile: Profile,
+        pace: Duration,
+    ) -> Writer {
+        Self::start_profile_op(ns, addr, key, profile, pace, Op::Push, true)
+    }
+
+    fn start_profile_op(
+        ns: &Netns,
+        addr: SocketAddr,
+        key: &str,
+        profile: Profile,
+        pace: Duration,
+        op: Op,
+        tagged: bool,
+    ) -> Writer {
         let timeout = profile.timeout();
         let current: Arc<std::sync::Mutex<Option<TcpStream>>> = Arc::default();
         let slot = current.clone();
-        let mut w = Self::start_paced(ns, key, None, false, pace, move || {
+        let mut w = Self::start_paced(ns, key, None, tagged, pace, op, move || {
             let s = match timeout {
                 Some(t) => {
                     let s = TcpStream::connect_timeout(&addr, t)?;
@@ -431,7 +466,7 @@ impl Writer {
         tagged: bool,
         connect: impl Fn() -> std::io::Result<Conn> + Send + 'static,
     ) -> Writer {
-        Self::start_paced(ns, key, password, tagged, Duration::ZERO, connect)
+        Self::start_paced(ns, key, password, tagged, Duration::ZERO, Op::Incr, connect)
     }
 
     fn start_paced(
@@ -440,6 +475,7 @@ impl Writer {
         password: Option<String>,
         tagged: bool,
         pace: Duration,
+        op: Op,
         connect: impl Fn() -> std::io::Result<Conn> + Send + 'static,
     ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
@@ -450,6 +486,7 @@ impl Writer {
                 let mut r = Report::default();
                 let mut conn: Option<Conn> = None;
                 let mut server = 0u16;
+                let mut next = 0i64;
                 while !flag.load(Ordering::Relaxed) {
                     if conn.is_none() {
                         let authed = connect().and_then(|mut c| {
@@ -493,9 +530,19 @@ impl Writer {
                         }
                     }
                     let c = conn.as_mut().expect("connected");
-                    match call(c, &["INCR", &key]) {
+                    next += 1;
+                    let n = next.to_string();
+                    let sent = match op {
+                        Op::Incr => call(c, &["INCR", &key]),
+                        Op::Push => call(c, &["RPUSH", &key, &n]),
+                    };
+                    match sent {
                         Ok(line) if line.starts_with(':') => {
-                            if let Ok(v) = line[1..].parse() {
+                            let v = match op {
+                                Op::Incr => line[1..].parse().ok(),
+                                Op::Push => Some(next),
+                            };
+                            if let Some(v) = v {
                                 r.acked.push((Instant::now(), v));
                                 if tagged {
                                     r.acked_by.push(server);

@@ -153,6 +153,9 @@ pub struct Cluster {
     nodes: Vec<Option<Node>>,
     witness: Option<Proc>,
     persist: bool,
+    /// Environment for the daemons (and the witness) started from now on,
+    /// per host number: the test seams (`HA_TEST_CLOCK_PPM`, `HA_TEST_PLANT`).
+    pub env: std::collections::BTreeMap<usize, Vec<(String, String)>>,
 }
 
 /// The quorum port the test clusters use.
@@ -236,6 +239,7 @@ impl Cluster {
             nodes: (0..n).map(|_| None).collect(),
             witness: None,
             persist,
+            env: Default::default(),
         };
         for i in 1..=n {
             c.start_redis(i, i > 1)?;
@@ -432,6 +436,9 @@ impl Cluster {
         cmd.args(["witness", "-c"])
             .arg(&path)
             .args(["--log", "ha_daemon=debug"]);
+        for (k, v) in self.env.get(&w).into_iter().flatten() {
+            cmd.env(k, v);
+        }
         let log = self
             .dir
             .path()
@@ -547,11 +554,19 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, i: usize) -> Result<()> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .get(&i)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let node = match self.kind {
-            Kind::Ours { advert_ms } => Node::Ours(Daemon::start(
+            Kind::Ours { advert_ms } => Node::Ours(Daemon::start_with(
                 self.lan.host(i),
                 &self.dir,
                 &format!("n{i}"),
+                "",
                 &format!(
                     "{}[[instance]]\nname = \"vi\"\ninterface = \"eth0\"\nvrid = 51\nversion = 3\n\
                      priority = {}\nadvert_interval_ms = {advert_ms}\nvips = [\"{VIP}/24\"]\n\n\
@@ -564,6 +579,7 @@ impl Cluster {
                     priority(i)
                 ),
                 &[],
+                &env,
             )?),
             Kind::Keepalived { advert_ms } => {
                 let peer = self.host(3 - i).addr4;

@@ -6,10 +6,12 @@
 //! namespace is deleted (its processes killed first) when its guard drops,
 //! also when a test panics. Namespaces left by a run that was killed are
 //! removed by the next run (their names carry the dead run's pid).
+pub mod chaos;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod frames;
+pub mod impair;
 pub mod netns;
 pub mod proc;
 pub mod redis;

@@ -385,10 +385,28 @@ impl Lan {
     /// an nftables bridge-family rule in the switch's namespace.
     pub fn cut_one_way(&self, a: usize, b: usize) -> Result<()> {
         self.partition_table()?;
-        let (x, y) = (&self.host(a).name, &self.host(b).name);
+        let pairs = self.port_pairs(a, b);
         self.nft(&format!(
-            "add element bridge hatest cuts {{ \"{x}\" . \"{y}\" }}"
+            "add element bridge hatest cuts {{ {} }}",
+            pairs.join(", ")
         ))
+    }
+
+    /// The switch ports host `a`'s frames to host `b` may cross, as set
+    /// elements: each host's own port, and the relay's while its link is
+    /// impaired (`impair`).
+    fn port_pairs(&self, a: usize, b: usize) -> Vec<String> {
+        let ports = |i: usize| {
+            let p = self.host(i).name.clone();
+            [crate::impair::relay_port(&p), p]
+        };
+        let mut out = Vec::new();
+        for x in ports(a) {
+            for y in ports(b) {
+                out.push(format!("\"{x}\" . \"{y}\""));
+            }
+        }
+        out
     }
 
     /// Cuts hosts `a` and `b` apart, both ways; every other path stays.
@@ -400,18 +418,46 @@ impl Lan {
     /// (one nft transaction: every link goes at the same instant).
     pub fn isolate(&self, a: usize, others: &[usize]) -> Result<()> {
         self.partition_table()?;
-        let x = &self.host(a).name;
         let pairs: Vec<String> = others
             .iter()
             .flat_map(|&b| {
-                let y = &self.host(b).name;
-                [format!("\"{x}\" . \"{y}\""), format!("\"{y}\" . \"{x}\"")]
+                let mut p = self.port_pairs(a, b);
+                p.extend(self.port_pairs(b, a));
+                p
             })
             .collect();
         self.nft(&format!(
             "add element bridge hatest cuts {{ {} }}",
             pairs.join(", ")
         ))
+    }
+
+    /// Heals the cuts `isolate(a, others)` made (other cuts stay).
+    pub fn uncut(&self, a: usize, others: &[usize]) -> Result<()> {
+        let pairs: Vec<String> = others
+            .iter()
+            .flat_map(|&b| {
+                let mut p = self.port_pairs(a, b);
+                p.extend(self.port_pairs(b, a));
+                p
+            })
+            .collect();
+        self.uncut_pairs(&pairs)
+    }
+
+    /// Heals what `cut_one_way(a, b)` made.
+    pub fn uncut_one_way(&self, a: usize, b: usize) -> Result<()> {
+        let pairs = self.port_pairs(a, b);
+        self.uncut_pairs(&pairs)
+    }
+
+    fn uncut_pairs(&self, pairs: &[String]) -> Result<()> {
+        // One by one: deleting an element that is not there is an error, and
+        // one failure would undo the whole transaction.
+        for p in pairs {
+            let _ = self.nft(&format!("delete element bridge hatest cuts {{ {p} }}"));
+        }
+        Ok(())
     }
 
     /// Every cut healed.

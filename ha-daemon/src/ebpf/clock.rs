@@ -21,6 +21,49 @@ pub fn monotonic_ns() -> u64 {
 /// with the lease over; and it starts at boot, which tells a rebooted voter
 /// how long ago any promise it forgot could have been made.
 pub fn boottime_ns() -> u64 {
+    let t = kernel_boottime_ns();
+    match skew() {
+        Some(r) => (t as f64 * r) as u64,
+        None => t,
+    }
+}
+
+/// A time on `boottime_ns` as the kernel's CLOCK_BOOTTIME reads it then
+/// (for the lease deadline the kernel fence enforces).
+pub fn to_kernel_boottime(t: u64) -> u64 {
+    match skew() {
+        Some(r) => (t as f64 / r) as u64,
+        None => t,
+    }
+}
+
+/// Test seam: `HA_TEST_CLOCK_PPM=N` (|N| ≤ 500,000) makes this process's
+/// lease clock (`boottime_ns`) run N parts per million fast (or slow,
+/// negative) against the kernel's, as a drifting or slewed clock would;
+/// the kernel fence still gets its deadlines in kernel time. Test hosts in
+/// namespaces share one clock, and the lease must hold within
+/// `max_drift_ppm` whatever each node's rate; the fault campaign sets it.
+fn skew() -> Option<f64> {
+    static RATE: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        let ppm: i64 = std::env::var("HA_TEST_CLOCK_PPM")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        if ppm == 0 || ppm.abs() > 500_000 {
+            return None;
+        }
+        tracing::warn!(
+            "test seam HA_TEST_CLOCK_PPM: the lease clock runs {ppm:+} ppm against the kernel's"
+        );
+        Some(1.0 + ppm as f64 / 1e6)
+    })
+}
+
+/// The kernel's CLOCK_BOOTTIME (what `bpf_ktime_get_boot_ns` reads), with
+/// no test skew.
+pub fn kernel_boottime_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -440,9 +440,14 @@ impl Quorum {
                     .insts
                     .entry(instance.clone())
                     .or_insert_with(|| Inst::new(quiet, restarted));
+                let max_stale = if super::planted("no-staleness") {
+                    u64::MAX
+                } else {
+                    self.s.max_stale_ns
+                };
                 inst.cand = Some(
                     Candidate::new(holder, self.s.peers.len() + 1, timing, first_id)
-                        .with_max_stale(self.s.max_stale_ns),
+                        .with_max_stale(max_stale),
                 );
                 inst.offset = offset;
                 inst.events = Some(events);

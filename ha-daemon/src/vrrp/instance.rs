@@ -740,8 +740,11 @@ impl Driver {
     /// is still on the interface to send from. A client whose request was
     /// in flight would otherwise wait for its retransmit timer (200 ms at
     /// least) before it reached the new master.
+    /// Without it, when this node resigned (priority 0) because its Redis
+    /// hangs: a request in flight would wait for an answer that never comes.
     fn abort_clients(&self) {
-        if self.quorum.is_none() || self.kernel.is_none() {
+        let fenced = self.quorum.is_some() && self.kernel.is_some();
+        if !fenced && self.machine.priority() != 0 {
             return;
         }
         let Some(port) = self.cfg.redis.as_ref().map(|r| r.port) else {
