@@ -377,7 +377,21 @@ pub fn run(o: &Options) -> Result<Verdict> {
     let witness = quorum == Quorum::Witness;
     let plan = schedule(o.seed, duration, o.hosts, witness);
     let mut rng = StdRng::seed_from_u64(o.seed ^ 0x5eed_c10c);
-    let mut c = Cluster::start_on(
+    // Every node's lease clock at its own rate, within max_drift_ppm
+    // (100,000); restarts keep it.
+    let mut clock_ppm = BTreeMap::new();
+    let mut env = BTreeMap::new();
+    let voters = o.hosts + usize::from(witness);
+    for h in 1..=voters {
+        let ppm = [0i64, 20_000, -20_000, 50_000, -50_000, 80_000, -80_000][rng.random_range(0..7)];
+        clock_ppm.insert(h, ppm);
+        let mut e = vec![("HA_TEST_CLOCK_PPM".to_string(), ppm.to_string())];
+        if let (Some(p), true) = (&o.plant, h <= o.hosts) {
+            e.push(("HA_TEST_PLANT".into(), p.clone()));
+        }
+        env.insert(h, e);
+    }
+    let mut c = Cluster::start_env(
         o.switch,
         Kind::Ours { advert_ms: 10 },
         o.hosts,
@@ -385,32 +399,9 @@ pub fn run(o: &Options) -> Result<Verdict> {
         1,
         "hax",
         true,
+        env,
     )
     .context("starting the cluster")?;
-    // Every node's lease clock at its own rate, within max_drift_ppm
-    // (100,000): restarts keep it.
-    let mut clock_ppm = BTreeMap::new();
-    let voters = o.hosts + usize::from(witness);
-    for h in 1..=voters {
-        let ppm = [0i64, 20_000, -20_000, 50_000, -50_000, 80_000, -80_000][rng.random_range(0..7)];
-        clock_ppm.insert(h, ppm);
-        let mut env = vec![("HA_TEST_CLOCK_PPM".to_string(), ppm.to_string())];
-        if let (Some(p), true) = (&o.plant, h <= o.hosts) {
-            env.push(("HA_TEST_PLANT".into(), p.clone()));
-        }
-        c.env.insert(h, env);
-    }
-    // Restart every daemon (and the witness) with its clock and seam.
-    for h in 1..=o.hosts {
-        c.kill_node(h);
-        c.start_node(h)?;
-    }
-    if witness {
-        c.kill_witness();
-        c.start_witness()?;
-    }
-    c.repair()
-        .context("the cluster settles with its clocks set")?;
     println!(
         "chaos: seed {}, {} min, {} Redis hosts{}, {:?} switch{}; {} faults planned; lease clocks (ppm) {:?}",
         o.seed,

@@ -206,6 +206,30 @@ impl Cluster {
         prefix: &str,
         persist: bool,
     ) -> Result<Cluster> {
+        Self::start_env(
+            switch,
+            kind,
+            n,
+            quorum,
+            extra,
+            prefix,
+            persist,
+            Default::default(),
+        )
+    }
+
+    /// The same with an environment for the daemons, per host (`env`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_env(
+        switch: crate::Switch,
+        kind: Kind,
+        n: usize,
+        quorum: Quorum,
+        extra: usize,
+        prefix: &str,
+        persist: bool,
+        env: std::collections::BTreeMap<usize, Vec<(String, String)>>,
+    ) -> Result<Cluster> {
         if matches!(kind, Kind::Keepalived { .. }) && n != 2 {
             bail!("the keepalived guides' scripts name one peer: 2 Redis hosts only");
         }
@@ -239,7 +263,7 @@ impl Cluster {
             nodes: (0..n).map(|_| None).collect(),
             witness: None,
             persist,
-            env: Default::default(),
+            env,
         };
         for i in 1..=n {
             c.start_redis(i, i > 1)?;

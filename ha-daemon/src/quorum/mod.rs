@@ -6,6 +6,7 @@
 //! machine, and are checked by a seeded simulation (`sim`, in tests).
 pub mod candidate;
 pub mod horizon;
+pub mod memory;
 pub mod peer;
 pub mod staleness;
 pub mod timing;

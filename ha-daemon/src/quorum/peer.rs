@@ -160,13 +160,13 @@ struct Inst {
 }
 
 impl Inst {
-    fn new(quiet_until: Nanos, restarted: bool) -> Self {
+    fn new(quiet_until: Nanos, restarted: bool, kept: Option<&super::voter::Memory>) -> Self {
         Self {
             cand: None,
-            voter: if restarted {
-                Voter::restarted(quiet_until)
-            } else {
-                Voter::new(quiet_until)
+            voter: match (restarted, kept) {
+                (true, Some(m)) => Voter::restore(quiet_until, m),
+                (true, None) => Voter::restarted(quiet_until),
+                (false, _) => Voter::new(quiet_until),
             },
             events: None,
             slot: None,
@@ -197,6 +197,12 @@ pub struct Quorum {
     quiet_until: Nanos,
     /// This voter ran before in this boot (its horizon file says so).
     restarted: bool,
+    /// What the voters kept from before a restart, per instance.
+    kept: BTreeMap<String, super::voter::Memory>,
+    /// Where the voters' memory goes, and what went there last, when.
+    memory: super::memory::MemoryFile,
+    memory_saved: BTreeMap<String, super::voter::Memory>,
+    memory_at: Nanos,
     /// The promise horizon's writer (off this thread: see horizon.rs).
     horizon: super::horizon::Horizon,
     fence: Option<Fence>,
@@ -321,6 +327,13 @@ impl Quorum {
         };
         let boot_id = read_boot_id();
         let (quiet_until, restarted) = quiet_until(&s, &boot_id);
+        let state_file = s.run_dir.join("quorum-state");
+        let kept = if restarted {
+            super::memory::load(&state_file, &boot_id)
+        } else {
+            BTreeMap::new()
+        };
+        let memory = super::memory::MemoryFile::start(state_file, boot_id.clone())?;
         let rng = SystemRandom::new();
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -338,6 +351,10 @@ impl Quorum {
             rng,
             quiet_until,
             restarted,
+            memory_saved: kept.clone(),
+            kept,
+            memory,
+            memory_at: 0,
             horizon: super::horizon::Horizon::start(s.run_dir.join("quorum-horizon"), boot_id)?,
             fence,
             status,
@@ -410,6 +427,7 @@ impl Quorum {
                 }
             }
             let now = boottime_ns();
+            self.remember(now);
             if now > last_publish + 200_000_000 {
                 // status.json about once a second; `status` asks live.
                 let bump = now > last_written + 1_000_000_000;
@@ -439,7 +457,7 @@ impl Quorum {
                 let inst = self
                     .insts
                     .entry(instance.clone())
-                    .or_insert_with(|| Inst::new(quiet, restarted));
+                    .or_insert_with(|| Inst::new(quiet, restarted, self.kept.get(&instance)));
                 let max_stale = if super::planted("no-staleness") {
                     u64::MAX
                 } else {
@@ -614,8 +632,8 @@ impl Quorum {
                         return self.reject(Reject::UnknownInstance);
                     }
                     let (quiet, restarted) = (self.quiet_until, self.restarted);
-                    self.insts
-                        .insert(instance.clone(), Inst::new(quiet, restarted));
+                    let inst = Inst::new(quiet, restarted, self.kept.get(&instance));
+                    self.insts.insert(instance.clone(), inst);
                 }
                 let Some(inst) = self.insts.get_mut(&instance) else {
                     return;
@@ -876,6 +894,24 @@ impl Quorum {
                     holder: newest.1,
                 });
             }
+        }
+    }
+
+    /// Keeps the voters' memory on disk as it changes (at most every
+    /// `MEMORY_EVERY_NS`), for a restart within this boot.
+    fn remember(&mut self, now: Nanos) {
+        if now < self.memory_at + super::voter::MEMORY_EVERY_NS {
+            return;
+        }
+        let m: BTreeMap<String, super::voter::Memory> = self
+            .insts
+            .iter()
+            .map(|(n, i)| (n.clone(), i.voter.memory()))
+            .collect();
+        if m != self.memory_saved {
+            self.memory.save(&m);
+            self.memory_saved = m;
+            self.memory_at = now;
         }
     }
 

@@ -27,7 +27,7 @@ use super::{
     Nanos,
     candidate::{Candidate, From, Out, Want},
     timing::{MAX_PROMISE_NS, Timing},
-    voter::{Answer, Request, Voter},
+    voter::{Answer, MEMORY_EVERY_NS, Memory, Request, Voter},
 };
 
 const MS: Nanos = 1_000_000;
@@ -162,6 +162,10 @@ struct Node {
     /// Its voter answered a request since the host booted (the daemon's
     /// horizon file exists then): a restart is known as one.
     voted_since_boot: bool,
+    /// What its voter kept on disk (at most `MEMORY_EVERY_NS` old, as the
+    /// daemon writes it), and when (local time).
+    kept: Option<Memory>,
+    kept_at: Nanos,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -240,6 +244,8 @@ impl Sim {
                     host_down: false,
                     rebooted_at: 0,
                     voted_since_boot: false,
+                    kept: None,
+                    kept_at: 0,
                 }
             })
             .collect();
@@ -480,7 +486,9 @@ impl Sim {
             // The staleness allowed, on a voter's clock; the old holder's
             // lease after its last report, on its clock; the longest delay
             // a report may take to reach a voter (see `send`); a tick.
-            let bound = (self.cfg.max_stale_ns as f64 * (1.0 + rho) / (1.0 - rho)
+            // A restarted voter's memory may miss its last MEMORY_EVERY_NS.
+            let bound = ((self.cfg.max_stale_ns + MEMORY_EVERY_NS) as f64 * (1.0 + rho)
+                / (1.0 - rho)
                 + self.timing.lease_ns as f64 / (1.0 - rho)) as Nanos
                 + MAX_DELAY
                 + 2 * MS;
@@ -647,6 +655,7 @@ impl Sim {
             };
             n.rebooted_at = now;
             n.voted_since_boot = false;
+            n.kept = None;
         }
         let now_l = n.clock.local(now);
         let quiet = match (bug, reboot) {
@@ -655,10 +664,10 @@ impl Sim {
             (_, false) => n.persisted,
         };
         // A voter that ran before in this boot knows it (its horizon file).
-        n.voter = if !reboot && n.voted_since_boot {
-            Voter::restarted(quiet)
-        } else {
-            Voter::new(quiet)
+        n.voter = match (reboot, n.voted_since_boot, &n.kept) {
+            (false, true, Some(m)) => Voter::restore(quiet, m),
+            (false, true, None) => Voter::restarted(quiet),
+            _ => Voter::new(quiet),
         };
         let stale = if bug == Bug::NoStalenessCheck {
             u64::MAX
@@ -783,6 +792,13 @@ impl Sim {
                 Ev::Tick(i) => {
                     if i == 0 {
                         self.data_tick();
+                    }
+                    // The voter's memory goes to disk as the daemon writes it.
+                    let now_l = self.local(i);
+                    if self.nodes[i].up && now_l >= self.nodes[i].kept_at + MEMORY_EVERY_NS {
+                        let m = self.nodes[i].voter.memory();
+                        self.nodes[i].kept = Some(m);
+                        self.nodes[i].kept_at = now_l;
                     }
                     if self.nodes[i].up && self.now >= self.nodes[i].stalled_until {
                         for (from, m) in std::mem::take(&mut self.nodes[i].queued) {

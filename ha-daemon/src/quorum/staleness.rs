@@ -114,6 +114,26 @@ impl History {
         self.samples.back().map_or(0, |s| s.0)
     }
 
+    /// The last `n` samples (what a restart keeps, `Voter::memory`).
+    pub fn tail(&self, n: usize) -> Vec<(Nanos, u64)> {
+        self.samples
+            .iter()
+            .skip(self.samples.len().saturating_sub(n))
+            .copied()
+            .collect()
+    }
+
+    /// A history of these samples (increasing; others are skipped).
+    pub fn from_samples(samples: &[(Nanos, u64)]) -> Self {
+        let mut h = History::default();
+        for &(t, o) in samples {
+            if h.samples.back().is_none_or(|l| t >= l.0 && o > l.1) {
+                h.samples.push_back((t, o));
+            }
+        }
+        h
+    }
+
     /// The newest offset known, and when it was first reported.
     pub fn newest(&self) -> Option<(Nanos, u64)> {
         self.samples.back().copied()

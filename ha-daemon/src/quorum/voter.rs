@@ -88,6 +88,24 @@ pub enum Answer {
     },
 }
 
+/// What a voter knows that a restart of its daemon (within the boot) must
+/// not forget: the newest term and holder, and where the data stands. The
+/// daemon keeps it in `<run_dir>/quorum-state`, written as it changes (at
+/// most every `MEMORY_EVERY`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Memory {
+    pub max_term: u64,
+    pub max_holder: Option<IpAddr>,
+    pub data_holder: Option<IpAddr>,
+    /// The newest samples of the history (CLOCK_BOOTTIME, offset).
+    pub samples: Vec<(Nanos, u64)>,
+}
+
+/// Samples a restart keeps: at 10 ms renewals with writes in each, 640 ms.
+pub const MEMORY_SAMPLES: usize = 64;
+/// How stale the kept memory may be: it is written at most this often.
+pub const MEMORY_EVERY_NS: Nanos = 20_000_000;
+
 #[derive(Debug, Clone)]
 pub struct Voter {
     promise: Option<Promise>,
@@ -122,11 +140,32 @@ impl Voter {
 
     /// A voter that ran before in this boot (its horizon file says so): it
     /// forgot terms and data, and vouches for no takeover until it has seen
-    /// a holder renew.
+    /// a holder renew — unless it kept its memory (`restore`).
     pub fn restarted(quiet_until: Nanos) -> Self {
         Self {
             restarted: true,
             ..Self::new(quiet_until)
+        }
+    }
+
+    /// A voter that ran before in this boot, with what it kept.
+    pub fn restore(quiet_until: Nanos, m: &Memory) -> Self {
+        Self {
+            max_term: m.max_term,
+            max_holder: m.max_holder,
+            data_holder: m.data_holder,
+            history: History::from_samples(&m.samples),
+            ..Self::restarted(quiet_until)
+        }
+    }
+
+    /// What a restart of the daemon must not forget.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            max_term: self.max_term,
+            max_holder: self.max_holder,
+            data_holder: self.data_holder,
+            samples: self.history.tail(MEMORY_SAMPLES),
         }
     }
 

@@ -164,6 +164,11 @@ impl Reject {
     }
 }
 
+/// The HMAC-SHA256 tag of `msg` under `key` (what `seal` appends).
+pub fn sign(key: &Key, msg: &[u8]) -> Vec<u8> {
+    hmac::sign(&key.0, msg).as_ref().to_vec()
+}
+
 /// Seals an envelope into a datagram.
 pub fn seal(key: &Key, env: &Envelope) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
