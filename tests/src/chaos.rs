@@ -357,6 +357,8 @@ pub struct Verdict {
     pub longest_gap_ms: BTreeMap<String, f64>,
     pub bound_ms: f64,
     pub ok: bool,
+    /// When the campaign's time 0 was, UTC (to read the daemons' logs).
+    pub start_utc: String,
 }
 
 struct Client {
@@ -437,6 +439,8 @@ pub fn run(o: &Options) -> Result<Verdict> {
     }
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
+    let start_utc = utc(std::time::SystemTime::now());
+    println!("campaign starts at {start_utc} UTC (the daemons' logs' clock)");
     let mut windows: Vec<Window> = Vec::new();
     let mut acts: BinaryHeap<Reverse<(Instant, u64, usize)>> = BinaryHeap::new();
     let mut pending: BTreeMap<usize, Act> = BTreeMap::new();
@@ -543,6 +547,7 @@ pub fn run(o: &Options) -> Result<Verdict> {
     v.plant = o.plant.clone();
     v.clock_ppm = clock_ppm;
     v.faults = windows;
+    v.start_utc = start_utc;
     Ok(v)
 }
 
@@ -886,6 +891,21 @@ pub fn judge(
     v
 }
 
+/// HH:MM:SS.mmm of a wall-clock time, UTC.
+fn utc(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000 % 24,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
 fn short(run_id: &str) -> String {
     run_id.chars().take(8).collect()
 }
@@ -907,6 +927,7 @@ impl Verdict {
                 .unwrap_or_default()
         );
         let done = self.faults.iter().filter(|f| f.skipped.is_none()).count();
+        let _ = writeln!(o, "time 0: {} UTC", self.start_utc);
         let _ = writeln!(
             o,
             "faults injected: {done} ({} skipped: no target then)",

@@ -65,10 +65,11 @@ pub fn start_args(
         cmd.args(["--requirepass", p]);
     }
     cmd.args(extra);
+    // One log per start: a restarted Redis must not erase its predecessor's.
     let p = host.ns.spawn(
         &format!("redis {name}"),
         cmd,
-        dir.join(format!("redis-{name}.log")),
+        dir.join(format!("redis-{name}-{}.log", crate::netns::next_id())),
     )?;
     // A TLS-only Redis answers redis-cli with the TLS flags.
     let tls_flags: Vec<String> = match extra.iter().position(|a| *a == "--tls-ca-cert-file") {

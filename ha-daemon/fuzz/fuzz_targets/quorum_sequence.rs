@@ -24,8 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let me: IpAddr = "198.18.0.1".parse().unwrap();
     let mut fresh = Freshness::default();
     let mut voter = Voter::new(0);
-    let mut cand = Candidate::new(me, 3, Timing::derive(10_000_000, 100_000), 1)
-        .with_max_stale(100_000_000);
+    let mut cand =
+        Candidate::new(me, 3, Timing::derive(10_000_000, 100_000), 1).with_max_stale(100_000_000);
     let mut book = Book::default();
     let mut out = Vec::new();
     cand.want(

@@ -251,6 +251,9 @@ impl Candidate {
             // Where the local data stands is the driver's to fill in as it
             // sends (it reads the local Redis; this core does no I/O).
             offset: None,
+            replid: 0,
+            replid2: 0,
+            empty: false,
             max_stale_ns: if self.accept_loss {
                 u64::MAX
             } else {

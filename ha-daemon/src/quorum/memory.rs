@@ -85,6 +85,7 @@ mod tests {
                 max_holder: Some("198.18.0.1".parse().unwrap()),
                 data_holder: Some("198.18.0.1".parse().unwrap()),
                 samples: vec![(5, 100), (9, 150)],
+                ids: vec![42],
             },
         );
         w.save(&m);

@@ -736,7 +736,10 @@ impl Quorum {
                 };
                 match o {
                     Out::Request(mut r) => {
-                        r.offset = inst.offset.as_ref().and_then(Offset::get);
+                        if let Some(p) = inst.offset.as_ref().and_then(Offset::get) {
+                            (r.offset, r.replid, r.replid2, r.empty) =
+                                (Some(p.offset), p.replid, p.replid2, p.empty);
+                        }
                         tracing::trace!(instance = %name, "quorum: request {} term {} offset {:?}", r.id, r.term, r.offset);
                         let own = inst.voter.request(now, &r);
                         let own_stale = match own {

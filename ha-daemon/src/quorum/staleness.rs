@@ -8,41 +8,31 @@
 //! Pure, no clock of its own; bounded (a fixed number of samples).
 use std::{
     collections::VecDeque,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
 use super::Nanos;
+pub use crate::redis::role::Position;
 
-/// Where the local Redis's data stands: its replication offset, written by
-/// the Redis side as it samples it, read by the lease thread for each
-/// request (no lock between them).
-#[derive(Debug, Clone)]
-pub struct Offset(Arc<AtomicU64>);
-
-impl Default for Offset {
-    fn default() -> Self {
-        Self(Arc::new(AtomicU64::new(u64::MAX)))
-    }
-}
+/// Where the local Redis's data stands, written by the Redis side as it
+/// samples it, read by the lease thread for each request (a lock held for
+/// a copy only).
+#[derive(Debug, Clone, Default)]
+pub struct Offset(Arc<Mutex<Option<Position>>>);
 
 impl Offset {
     /// None: the local Redis does not answer (or has not been read yet).
-    pub fn get(&self) -> Option<u64> {
-        match self.0.load(Ordering::Relaxed) {
-            u64::MAX => None,
-            o => Some(o),
-        }
+    pub fn get(&self) -> Option<Position> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
-    pub fn set(&self, offset: Option<u64>) {
-        self.0.store(
-            offset.map_or(u64::MAX, |o| o.min(u64::MAX - 1)),
-            Ordering::Relaxed,
-        );
+    pub fn set(&self, p: Option<Position>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = p;
     }
 }
+
+/// Replication histories a voter's samples span, at most (a promotion
+/// continues the history under a new id).
+const MAX_IDS: usize = 16;
 
 /// Samples kept: at 10 ms renewals with writes in every interval, 40 s of
 /// history; beyond it a node is at least that stale (refused anyway).
@@ -89,9 +79,46 @@ impl Behind {
 pub struct History {
     /// (first reported, offset), both strictly increasing.
     samples: VecDeque<(Nanos, u64)>,
+    /// The replication ids (`replid_tag`) the samples' offsets belong to:
+    /// one, and one more per promotion that continued it (0: unknown,
+    /// matches any, as in the simulation).
+    ids: VecDeque<u64>,
 }
 
 impl History {
+    /// The holder reported its position at `now`. A new replication id that
+    /// continues ours (`replid2`: a promoted replica) keeps the samples;
+    /// any other starts the history over (a Redis restarted from its AOF
+    /// has the data but counts from 0 again).
+    pub fn record_at(&mut self, now: Nanos, p: Position) {
+        let known = |ids: &VecDeque<u64>, id: u64| id == 0 || ids.contains(&id) || ids.contains(&0);
+        if self.ids.is_empty() || known(&self.ids, p.replid) {
+            // Same history.
+        } else if p.replid2 != 0 && known(&self.ids, p.replid2) {
+            if self.ids.len() >= MAX_IDS {
+                self.ids.pop_front();
+            }
+            self.ids.push_back(p.replid);
+        } else {
+            self.samples.clear();
+            self.ids.clear();
+        }
+        if self.ids.is_empty() {
+            self.ids.push_back(p.replid);
+        }
+        self.record(now, p.offset);
+    }
+
+    /// Whether a node at `replid` can be compared with this history.
+    pub fn comparable(&self, replid: u64) -> bool {
+        replid == 0 || self.ids.is_empty() || self.ids.contains(&replid) || self.ids.contains(&0)
+    }
+
+    /// The ids, for a restart's memory.
+    pub fn ids(&self) -> Vec<u64> {
+        self.ids.iter().copied().collect()
+    }
+
     /// The holder reported `offset` at `now`. A report below the last one
     /// starts a new history from there: a new master whose data ends there
     /// (what lay beyond was lost with the old one, or was never its).
@@ -124,8 +151,11 @@ impl History {
     }
 
     /// A history of these samples (increasing; others are skipped).
-    pub fn from_samples(samples: &[(Nanos, u64)]) -> Self {
-        let mut h = History::default();
+    pub fn from_samples(samples: &[(Nanos, u64)], ids: &[u64]) -> Self {
+        let mut h = History {
+            ids: ids.iter().copied().collect(),
+            ..Default::default()
+        };
         for &(t, o) in samples {
             if h.samples.back().is_none_or(|l| t >= l.0 && o > l.1) {
                 h.samples.push_back((t, o));
@@ -143,8 +173,18 @@ impl History {
         self.samples.is_empty()
     }
 
-    /// How far behind a node at `offset` is (None: not behind, or nothing
-    /// is known to compare with).
+    /// How far behind a node at position `p` is (None: not behind, or
+    /// nothing is known to compare with). One of another replication
+    /// history cannot be compared: unknown.
+    pub fn behind_pos(&self, p: Option<Position>) -> Option<Behind> {
+        self.samples.back()?;
+        match p {
+            Some(p) if self.comparable(p.replid) => self.behind(Some(p.offset)),
+            _ => Some(Behind::UNKNOWN),
+        }
+    }
+
+    /// How far behind a node at `offset` is, in this history's offsets.
     pub fn behind(&self, offset: Option<u64>) -> Option<Behind> {
         let &(last_t, last_o) = self.samples.back()?;
         let Some(offset) = offset else {
@@ -229,5 +269,36 @@ mod tests {
         assert_eq!(h.samples.len(), MAX_SAMPLES);
         // Older than what is kept: of an unknown age.
         assert_eq!(h.behind(Some(5)).unwrap().ns, u64::MAX);
+    }
+
+    fn pos(replid: u64, replid2: u64, offset: u64) -> Position {
+        Position {
+            replid,
+            replid2,
+            offset,
+            empty: false,
+        }
+    }
+
+    #[test]
+    fn offsets_compare_within_one_replication_history() {
+        let mut h = History::default();
+        for i in 0..10u64 {
+            h.record_at(i * 10 * MS, pos(0xa, 0, 1000 + i * 100));
+        }
+        // A replica of that history, behind.
+        assert!(h.behind_pos(Some(pos(0xa, 0, 1200))).is_some());
+        // A promoted replica continues it (replid2 = the old id).
+        h.record_at(100 * MS, pos(0xb, 0xa, 1850));
+        assert_eq!(h.behind_pos(Some(pos(0xb, 0xa, 1850))), None);
+        assert!(h.behind_pos(Some(pos(0xa, 0, 1200))).unwrap().ns < u64::MAX);
+        // The master's Redis restarted from its AOF: same data, offsets
+        // from 0 under a new id. Nothing of the old history compares.
+        h.record_at(200 * MS, pos(0xc, 0, 5));
+        assert_eq!(
+            h.behind_pos(Some(pos(0xa, 0, 1_000_000))),
+            Some(Behind::UNKNOWN)
+        );
+        assert_eq!(h.behind_pos(Some(pos(0xc, 0, 5))), None);
     }
 }

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use super::{
     Nanos,
-    staleness::{Behind, History},
+    staleness::{Behind, History, Position},
     timing::MAX_PROMISE_NS,
 };
 
@@ -51,6 +51,13 @@ pub struct Request {
     /// The asker's Redis replication offset (None: its Redis does not
     /// answer). From a holder, where the master's data stands.
     pub offset: Option<u64>,
+    /// The replication history the offset counts in (`replid_tag` of
+    /// `master_replid`; 0: unknown) and the one it continues
+    /// (`master_replid2`, after a promotion; 0: none).
+    pub replid: u64,
+    pub replid2: u64,
+    /// Its Redis has no key at all.
+    pub empty: bool,
     /// The asker holds the lease of `term` (a renewal), granted by a
     /// majority: a voter that knows nothing of the data may grant it.
     pub holding: bool,
@@ -99,6 +106,9 @@ pub struct Memory {
     pub data_holder: Option<IpAddr>,
     /// The newest samples of the history (CLOCK_BOOTTIME, offset).
     pub samples: Vec<(Nanos, u64)>,
+    /// The replication ids they count in.
+    #[serde(default)]
+    pub ids: Vec<u64>,
 }
 
 /// Samples a restart keeps: at 10 ms renewals with writes in each, 640 ms.
@@ -154,7 +164,7 @@ impl Voter {
             max_term: m.max_term,
             max_holder: m.max_holder,
             data_holder: m.data_holder,
-            history: History::from_samples(&m.samples),
+            history: History::from_samples(&m.samples, &m.ids),
             ..Self::restarted(quiet_until)
         }
     }
@@ -166,6 +176,7 @@ impl Voter {
             max_holder: self.max_holder,
             data_holder: self.data_holder,
             samples: self.history.tail(MEMORY_SAMPLES),
+            ids: self.history.ids(),
         }
     }
 
@@ -224,14 +235,41 @@ impl Voter {
         if r.term < self.max_term || (r.term == self.max_term && !same_history) {
             return refuse(Refusal::StaleTerm, self);
         }
-        // Taking over from another holder: not with less of its data than
-        // allowed. The newest holder itself is never refused for this: its
-        // data is the reference (after a lapse it holds the newest writes).
-        if self.data_holder.is_some_and(|h| h != r.holder)
-            && let Some(b) = self.history.behind(r.offset)
-            && b.ns > r.max_stale_ns
+        // Taking over: not with less of the last holder's data than
+        // allowed. The last holder itself is the reference (after a lapse
+        // it holds the newest writes), as long as its Redis still counts in
+        // the same replication history: one restarted since (empty, or from
+        // an older disk) cannot be told from one with every write, and the
+        // data must not go to it on trust. A renewal (`holding`) is of a
+        // lease a majority granted, each of its voters having judged the
+        // data: not judged again here.
+        if !r.holding
+            && r.max_stale_ns != u64::MAX
+            && let Some(h) = self.data_holder
         {
-            return refuse(Refusal::Stale(b), self);
+            let pos = r.offset.map(|offset| Position {
+                replid: r.replid,
+                replid2: r.replid2,
+                offset,
+                empty: r.empty,
+            });
+            let behind = if h == r.holder {
+                match pos {
+                    Some(p) if self.history.comparable(p.replid) => None,
+                    _ if self.history.is_empty() => None,
+                    // Restarted from its own disk: trusted with it. Back
+                    // empty (a lost disk, no persistence): not.
+                    Some(_) if !r.empty => None,
+                    _ => Some(Behind::UNKNOWN),
+                }
+            } else {
+                self.history.behind_pos(pos)
+            };
+            if let Some(b) = behind
+                && b.ns > r.max_stale_ns
+            {
+                return refuse(Refusal::Stale(b), self);
+            }
         }
         // A voter that ran before in this boot and forgot where the data
         // stands cannot vouch for a takeover: there may have been a holder
@@ -256,8 +294,16 @@ impl Voter {
         self.max_holder = Some(r.holder);
         if r.holding {
             self.data_holder = Some(r.holder);
-            if let Some(o) = r.offset {
-                self.history.record(now, o);
+            if let Some(offset) = r.offset {
+                self.history.record_at(
+                    now,
+                    Position {
+                        replid: r.replid,
+                        replid2: r.replid2,
+                        offset,
+                        empty: r.empty,
+                    },
+                );
             }
         }
         Answer::Grant { term: r.term }
@@ -292,6 +338,9 @@ mod tests {
             preempt: false,
             priority: 100,
             offset: None,
+            replid: 0,
+            replid2: 0,
+            empty: false,
             holding: false,
             max_stale_ns: u64::MAX,
         }
@@ -484,5 +533,39 @@ mod tests {
         assert!(matches!(v.request(100, &other), Answer::Grant { .. }));
         assert_eq!(v.data_holder(), Some(ip(1)));
         assert_eq!(v.history().newest(), Some((0, 100)));
+    }
+
+    #[test]
+    fn the_last_holder_whose_redis_restarted_is_not_the_reference() {
+        let mut v = Voter::new(0);
+        let mut r1 = req(1, 1);
+        r1.holding = true;
+        (r1.replid, r1.offset) = (0xa, Some(100));
+        v.request(0, &r1);
+        r1.offset = Some(200);
+        v.request(10, &r1);
+        // Its lease lapsed; it asks again with the same history: fine.
+        let mut again = req(1, 2);
+        (again.replid, again.offset, again.max_stale_ns) = (0xa, Some(200), 100);
+        assert!(matches!(v.request(1_000, &again), Answer::Grant { .. }));
+        // Its Redis restarted from its disk (a new id, offset 0): trusted.
+        let mut back = req(1, 3);
+        (back.replid, back.offset, back.max_stale_ns) = (0xb, Some(0), 100);
+        assert!(matches!(v.request(1_500, &back), Answer::Grant { .. }));
+        v.release(ip(1), 3);
+        // Back empty (a lost disk): not the reference.
+        let mut back = req(1, 4);
+        (back.replid, back.offset, back.max_stale_ns, back.empty) = (0xc, Some(0), 100, true);
+        assert!(matches!(
+            v.request(2_000, &back),
+            Answer::Refuse {
+                why: Refusal::Stale(b),
+                ..
+            } if b == Behind::UNKNOWN
+        ));
+        // A replica of the old history, caught up, may take over.
+        let mut r2 = req(2, 5);
+        (r2.replid, r2.offset, r2.max_stale_ns) = (0xa, Some(200), 100);
+        assert!(matches!(v.request(3_000, &r2), Answer::Grant { .. }));
     }
 }

@@ -121,6 +121,21 @@ impl Conn {
         })
     }
 
+    /// Where the data stands (`INFO replication keyspace`).
+    pub async fn position(&mut self) -> Result<role::Position, RedisError> {
+        let text: String = redis::cmd("INFO")
+            .arg("replication")
+            .arg("keyspace")
+            .query_async(&mut self.c)
+            .await
+            .map_err(|e| self.err("INFO replication", e))?;
+        role::position(&text).map_err(|m| RedisError {
+            endpoint: self.endpoint.to_string(),
+            what: "INFO replication",
+            message: m,
+        })
+    }
+
     pub async fn dbsize(&mut self) -> Result<u64, RedisError> {
         redis::cmd("DBSIZE")
             .query_async(&mut self.c)

@@ -13,29 +13,45 @@ use crate::quorum::staleness::Offset;
 /// connecting again, so a stalled Redis's accept queue is not filled.
 const BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long an answer may take before the read counts as failed (a busy
+/// host's Redis is slow to answer now and then).
+const ANSWER: Duration = Duration::from_millis(100);
+/// A position is kept this long after the last good read: an older one is
+/// no longer where the data stands (the Redis is gone or hung).
+const KEEP: Duration = Duration::from_millis(200);
+
 /// Samples `local` every `period` into `out` until the task is dropped.
-/// Unknown (`None`) whenever the Redis does not answer within the period.
+/// Unknown (`None`) once nothing was read for `KEEP`. Until then the last
+/// position read stays: for a node that asks to take over an older offset
+/// only looks staler, and the master's reports lag at most that much.
 pub async fn sample(instance: String, local: Endpoint, period: Duration, out: Offset) {
     let mut conn = None;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut said = false;
+    let mut good = tokio::time::Instant::now();
+    let forget = |out: &Offset, good: tokio::time::Instant| {
+        if good.elapsed() > KEEP {
+            out.set(None);
+        }
+    };
     loop {
         tick.tick().await;
         if conn.is_none() {
-            match tokio::time::timeout(period, local.connect(period)).await {
+            match tokio::time::timeout(ANSWER, local.connect(ANSWER)).await {
                 Ok(Ok(c)) => conn = Some(c),
                 _ => {
-                    out.set(None);
+                    forget(&out, good);
                     tokio::time::sleep(BACKOFF).await;
                     continue;
                 }
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        match tokio::time::timeout(period.max(Duration::from_millis(5)), c.role()).await {
-            Ok(Ok(role)) => {
-                out.set(Some(role.offset()));
+        match tokio::time::timeout(ANSWER, c.position()).await {
+            Ok(Ok(p)) => {
+                out.set(Some(p));
+                good = tokio::time::Instant::now();
                 said = false;
             }
             other => {
@@ -47,7 +63,7 @@ pub async fn sample(instance: String, local: Endpoint, period: Duration, out: Of
                     tracing::debug!(instance = %instance, "replication offset of the local Redis unknown: {why}");
                     said = true;
                 }
-                out.set(None);
+                forget(&out, good);
                 conn = None;
                 tokio::time::sleep(BACKOFF).await;
             }

@@ -41,6 +41,53 @@ impl Role {
     }
 }
 
+/// Where a Redis's data stands: its replication history (`master_replid`,
+/// and `master_replid2`, the history it continues after a promotion) and
+/// its offset in it. Offsets compare only within one history: a Redis
+/// restarted from its AOF starts a new one at 0 with the same data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The first 64 bits of the replication id (never 0; 0: unknown).
+    pub replid: u64,
+    pub replid2: u64,
+    pub offset: u64,
+    /// The dataset has no key (`INFO keyspace` lists no database).
+    pub empty: bool,
+}
+
+/// A replication id (40 hex digits) as 64 bits.
+pub fn replid_tag(id: &str) -> u64 {
+    match u64::from_str_radix(id.get(..16).unwrap_or(""), 16) {
+        Ok(0) => 1,
+        Ok(v) => v,
+        Err(_) => 0,
+    }
+}
+
+/// Parses the position out of the text of `INFO replication`.
+pub fn position(info: &str) -> Result<Position, String> {
+    let role = parse(info)?;
+    let kv: HashMap<&str, &str> = info
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .collect();
+    let tag = |k: &str| kv.get(k).map_or(0, |v| replid_tag(v));
+    Ok(Position {
+        replid: tag("master_replid"),
+        // All zeros when there is none.
+        replid2: match tag("master_replid2") {
+            1 => 0,
+            t => t,
+        },
+        offset: role.offset(),
+        // `INFO replication keyspace`: a `dbN:keys=...` line per database
+        // with keys.
+        empty: !info
+            .lines()
+            .any(|l| l.starts_with("db") && l.contains(":keys=") && !l.contains(":keys=0,")),
+    })
+}
+
 /// Parses the text of `INFO replication`.
 pub fn parse(info: &str) -> Result<Role, String> {
     let kv: HashMap<&str, &str> = info
@@ -92,5 +139,17 @@ mod tests {
             }
         ));
         assert!(parse("nothing").is_err());
+    }
+
+    #[test]
+    fn position_with_history_and_keyspace() {
+        let m = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:583c780858bd6a7b90e61f8f27c8e6885c6fad7c\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:1234\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n";
+        let p = position(m).unwrap();
+        assert_eq!(p.replid, 0x583c780858bd6a7b);
+        assert_eq!((p.replid2, p.offset, p.empty), (0, 1234, false));
+        let empty = "role:master\r\nmaster_replid:0000000000000000ffff\r\nmaster_repl_offset:0\r\n# Keyspace\r\n";
+        let p = position(empty).unwrap();
+        assert!(p.empty);
+        assert_eq!(p.replid, 1, "an all-zero prefix is still an id");
     }
 }
