@@ -258,7 +258,8 @@ fn measure(
     let faults = Fault::ALL
         .into_iter()
         .chain([Fault::HandOver])
-        .chain(Fault::PARTITIONS);
+        .chain(Fault::PARTITIONS)
+        .chain(Fault::SEQUENCES);
     for fault in faults.filter(|f| only.as_deref().is_none_or(|o| f.label().contains(o))) {
         // `--daemons TEXT`: only the set-ups whose label contains it.
         let pick = opt("--daemons");
@@ -273,13 +274,21 @@ fn measure(
             // The witness only changes what happens without a majority.
             if setup.quorum != Quorum::Off
                 && !fault.is_partition()
-                && !matches!(fault, Fault::HostLost | Fault::RedisKilled)
+                && !matches!(
+                    fault,
+                    Fault::HostLost
+                        | Fault::RedisKilled
+                        | Fault::RedisHung
+                        | Fault::FlappingLink
+                        | Fault::ReplicationCutThenMasterLost
+                )
             {
                 continue;
             }
             let settle = match fault {
                 Fault::OldMasterBack => Duration::from_secs(7),
-                f if f.is_partition() => Duration::from_secs(6),
+                f if f.is_healed() => Duration::from_secs(6),
+                Fault::FlappingLink => Duration::from_secs(6),
                 _ => Duration::from_secs(5),
             };
             let mut rows: Vec<FaultRow> = Profile::ALL

@@ -70,6 +70,14 @@ pub enum Fault {
     MasterCutOff,
     /// The backup cut from everyone for `PARTITION`.
     BackupCutOff,
+    /// The master's Redis stopped (SIGSTOP) for `PARTITION`: a hang.
+    RedisHung,
+    /// The link between the Redis hosts down 100 ms, up 150 ms, for
+    /// `PARTITION` (the client and the witness see both).
+    FlappingLink,
+    /// The Redis hosts cut from each other, and 1 s later the master host
+    /// lost (for good: the run ends without it).
+    ReplicationCutThenMasterLost,
 }
 
 /// How long the partition faults last before the switch heals.
@@ -92,6 +100,16 @@ impl Fault {
     pub fn is_partition(&self) -> bool {
         Self::PARTITIONS.contains(self)
     }
+    /// Sequences and hangs the bench runs after the partitions.
+    pub const SEQUENCES: [Fault; 3] = [
+        Fault::RedisHung,
+        Fault::FlappingLink,
+        Fault::ReplicationCutThenMasterLost,
+    ];
+    /// Healed (or resumed) after `PARTITION`.
+    pub fn is_healed(&self) -> bool {
+        self.is_partition() || *self == Fault::RedisHung
+    }
     /// What the lab plays: the faults, then a hand-over started on the master.
     pub const LAB: [Fault; 6] = [
         Fault::RedisKilled,
@@ -112,6 +130,9 @@ impl Fault {
             Fault::PartitionHosts => "partition between the Redis hosts, 3 s",
             Fault::MasterCutOff => "master cut off from its peers, 3 s",
             Fault::BackupCutOff => "backup cut off from everyone, 3 s",
+            Fault::RedisHung => "master's Redis hung (SIGSTOP), 3 s",
+            Fault::FlappingLink => "link between the Redis hosts flapping 100/150 ms, 3 s",
+            Fault::ReplicationCutThenMasterLost => "replication cut, master lost 1 s later",
         }
     }
 }
@@ -829,6 +850,25 @@ impl Cluster {
                 let others = self.voters_but(m);
                 self.lan.isolate(m, &others)?;
             }
+            Fault::RedisHung => self.signal_redis(m, libc::SIGSTOP),
+            Fault::FlappingLink => {
+                let other = (1..=self.n).find(|&i| i != m).context("a peer")?;
+                let end = Instant::now() + PARTITION;
+                while Instant::now() < end {
+                    self.lan.cut(m, other)?;
+                    std::thread::sleep(Duration::from_millis(100));
+                    self.lan.heal()?;
+                    std::thread::sleep(Duration::from_millis(150));
+                }
+            }
+            Fault::ReplicationCutThenMasterLost => {
+                let other = (1..=self.n).find(|&i| i != m).context("a peer")?;
+                self.lan.cut(m, other)?;
+                std::thread::sleep(Duration::from_secs(1));
+                self.link(m, false)?;
+                self.kill_node(m);
+                self.kill_redis(m);
+            }
             Fault::BackupCutOff => {
                 let b = (1..=self.n).find(|&i| i != m).context("a peer")?;
                 let everyone: Vec<usize> = (1..=self.lan.hosts.len()).filter(|&h| h != b).collect();
@@ -1073,9 +1113,12 @@ pub fn run_fault_as(
     std::thread::sleep(Duration::from_secs(1));
     let fault_at = Instant::now();
     c.inject(fault)?;
-    if fault.is_partition() {
+    if fault.is_healed() {
         std::thread::sleep(PARTITION);
         c.lan.heal()?;
+        for i in 1..=c.n {
+            c.signal_redis(i, libc::SIGCONT);
+        }
         std::thread::sleep(settle.saturating_sub(PARTITION));
     } else {
         std::thread::sleep(settle);
