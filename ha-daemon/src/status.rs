@@ -108,6 +108,9 @@ pub struct VoteStatus {
     /// here reported it, and when it first reached it (CLOCK_BOOTTIME ns).
     pub master_offset: Option<u64>,
     pub master_offset_ns: u64,
+    /// How far behind the last master's reported writes the last node this
+    /// voter let take over was, ms (its staleness at the takeover).
+    pub last_takeover_behind_ms: Option<f64>,
 }
 
 /// A takeover refused because the local Redis lacks too much of the last

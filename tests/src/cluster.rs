@@ -1087,7 +1087,10 @@ pub fn run_fault_as(
     settle: Duration,
     profiles: &[Option<client::Profile>],
 ) -> Result<Vec<Outcome>> {
-    let mut c = Cluster::start_full(kind, 2, quorum, 0, prefix, false)?;
+    // The lost master comes back with its data (AOF) after the run, where
+    // a quorum made the instance wait for it.
+    let persist = fault == Fault::ReplicationCutThenMasterLost;
+    let mut c = Cluster::start_full(kind, 2, quorum, 0, prefix, persist)?;
     let addr: SocketAddr = format!("{VIP}:6379").parse()?;
     let keys: Vec<String> = profiles
         .iter()
@@ -1157,6 +1160,12 @@ pub fn run_fault_as(
         }
     }
     let two = sampler.stop();
+    // With a quorum no stale replica took over: the instance waited for the
+    // old master, which comes back now (with its data) so that the counter
+    // can be read; the run ended before, so the wait counts in full.
+    if fault == Fault::ReplicationCutThenMasterLost && quorum != Quorum::Off {
+        c.repair()?;
+    }
     reports
         .iter()
         .zip(&keys)

@@ -662,7 +662,26 @@ impl Quorum {
                     }
                     tracing::debug!(instance = %instance, "quorum: {peer} (priority {}) outranks this node's attempt: voting for it", req.priority);
                 }
+                // A takeover from another holder: how far behind it is, for
+                // the log and status (0: not behind).
+                let takeover =
+                    !req.holding && inst.voter.data_holder().is_some_and(|h| h != req.holder);
+                let behind = takeover.then(|| {
+                    inst.voter.history().behind_pos(req.offset.map(|offset| {
+                        super::staleness::Position {
+                            replid: req.replid,
+                            replid2: req.replid2,
+                            offset,
+                            empty: req.empty,
+                        }
+                    }))
+                });
                 let answer = inst.voter.request(now, &req);
+                if let (Some(b), Answer::Grant { term }) = (behind, &answer) {
+                    let ms = b.map_or(0.0, |b| b.ns as f64 / 1e6);
+                    inst.vote.last_takeover_behind_ms = Some(ms);
+                    tracing::info!(instance = %instance, "quorum: granted {peer} a takeover (term {term}): its Redis is {ms:.1} ms behind the last master's reported writes");
+                }
                 count_vote(&mut inst.vote, &answer);
                 self.persist_horizon();
                 self.send(
