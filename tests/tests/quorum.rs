@@ -421,6 +421,12 @@ fn master_fault(
             .join(", ")
     );
     single_writer(what, &runs);
+    if let Some(w) = c.witness_status() {
+        println!(
+            "{what}: the witness let the new master take over {} ms behind the last master's reported writes",
+            w["quorum"]["votes"]["vi"]["last_takeover_behind_ms"]
+        );
+    }
     let final_value = counter(&c).expect("the counter reads through the VIP");
     let o = ha_testbed::cluster::judge(&main, at, end, final_value, Duration::ZERO);
     let on_old = ack_runs(&[&main], &ids, at, end)
