@@ -95,7 +95,7 @@ impl Operator {
     }
 
     /// At most once a second: no master for `OPERATOR_AFTER` and a node
-    /// refused as stale → `promote --accept-loss` on the least behind one.
+    /// refused as stale → `promote --accept-loss` on the one with the most data.
     fn check(&mut self, c: &Cluster) {
         let now = Instant::now();
         if now.duration_since(self.checked) < Duration::from_secs(1) {
@@ -111,13 +111,20 @@ impl Operator {
         if now.duration_since(since) < OPERATOR_AFTER {
             return;
         }
+        // As a person would: of the nodes refused as stale, the one whose
+        // Redis holds the most keys (never an emptied one over a full one).
         let Some((h, _)) = (1..=c.n)
             .filter_map(|i| {
                 let st = c.status(i)?;
                 st["lease"]["stale"].as_object()?;
-                Some((i, st["lease"]["stale"]["behind_bytes"].as_u64().unwrap_or(u64::MAX)))
+                let keys: u64 = crate::redis::cli(c.host(i), &["DBSIZE"])
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((i, keys))
             })
-            .min_by_key(|x| x.1)
+            .max_by_key(|x| x.1)
         else {
             return;
         };
@@ -1057,7 +1064,11 @@ impl Verdict {
                 self.lost_accepted
             );
         }
-        for f in self.faults.iter().filter(|f| f.label.starts_with("operator")) {
+        for f in self
+            .faults
+            .iter()
+            .filter(|f| f.label.starts_with("operator"))
+        {
             let _ = writeln!(o, "  at {:.0} ms {}", f.start_ms, f.label);
         }
         for l in &self.violations {
