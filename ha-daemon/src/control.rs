@@ -185,7 +185,9 @@ async fn switchover(
                     .get(name)
                     .and_then(|i| i.redis.clone())
                     .unwrap_or_default();
-                if red.role.as_deref() == Some("master") && Some(red.promotions) != before {
+                if red.role.as_deref() == Some("master")
+                    && (Some(red.promotions) != before || red.writable)
+                {
                     r.message = red.last_action.unwrap_or_default();
                     r.pause_ms = red.last_pause_ms;
                     break;
@@ -273,7 +275,7 @@ async fn promote(
                 break;
             };
             let red = i.redis.clone().unwrap_or_default();
-            let promoted = i.redis.is_none() || Some(red.promotions) != before;
+            let promoted = i.redis.is_none() || Some(red.promotions) != before || red.writable;
             if i.state == crate::vrrp::machine::State::Master
                 && promoted
                 && (i.redis.is_none() || red.role.as_deref() == Some("master"))

@@ -67,7 +67,7 @@ fn replication_cut_then_master_lost_waits_for_the_old_master_nothing_lost() {
         "h2's status says how stale it is (about the second since the cut): {stale}"
     );
     assert!(
-        c.node_log(2).contains("refuses, the local Redis is"),
+        c.node_log(2).contains("refuses the local Redis: "),
         "the log says why no one takes over"
     );
     // The old master's host comes back, with its Redis's data (AOF).
@@ -248,4 +248,53 @@ fn a_flapping_link_with_a_witness_loses_nothing_and_moves_nothing() {
         r.longest_gap()
     );
     assert_eq!((lost, takeovers), (0, 0));
+}
+
+/// Found by the campaign (seed 42): replication cut, then the master's Redis
+/// comes back with an empty data dir. Neither node may take over (h2 is
+/// stale, h1 empty); an operator who accepts the loss on h1, whose Redis is
+/// a master already (self-fenced, not a replica to promote), must get it
+/// serving and be told so, not a timeout after 10 s.
+#[test]
+fn promote_accept_loss_on_an_emptied_master_serves_at_once() {
+    require_root();
+    let mut c = Cluster::start_with(
+        Kind::Ours { advert_ms: 10 },
+        2,
+        Quorum::Witness,
+        "has",
+        true,
+    )
+    .expect("the cluster forms");
+    let w = writer(&c);
+    std::thread::sleep(Duration::from_millis(500));
+    c.lan.cut(1, 2).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill_redis(1);
+    let _ = std::fs::remove_dir_all(c.dir.path().join("redis-r1"));
+    c.start_redis(1, false).unwrap();
+    let refused = wait_for(Duration::from_secs(3), || {
+        c.status(1)?["lease"]["stale"].as_object().map(|_| ())
+    });
+    assert!(refused.is_some(), "h1 (emptied) is refused first");
+    let t = Instant::now();
+    let out = c
+        .host(1)
+        .ns
+        .command(ha_testbed::daemon::binary().to_str().unwrap())
+        .args(["promote", "--accept-loss", "-c"])
+        .arg(c.config(1).unwrap())
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("promote after {took:?}: {text}");
+    assert!(out.status.success(), "promote: {text}");
+    assert!(took < Duration::from_secs(3), "promote took {took:?}");
+    let before = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let r = w.stop();
+    let after = r.acked.iter().filter(|(t, _)| *t > before).count();
+    assert!(after > 100, "writes resumed on h1 ({after})");
 }

@@ -889,7 +889,7 @@ impl Quorum {
             inst.stale_logged = now;
             tracing::warn!(
                 instance = %name,
-                "quorum: no takeover: voter {voter} refuses, the local Redis is {}; waiting for the old master{} (`ha-daemon promote --accept-loss` takes over anyway)",
+                "quorum: no takeover: voter {voter} refuses the local Redis: {}; waiting for the old master{} (`ha-daemon promote --accept-loss` takes over anyway)",
                 b.describe(),
                 holder.map(|h| format!(" {h}")).unwrap_or_default()
             );

@@ -74,6 +74,11 @@ pub struct RedisStatus {
     pub promotions: u64,
     /// Write pause of the last promotion that paused an old master, ms.
     pub last_pause_ms: Option<u64>,
+    /// VRRP master and the local Redis a master whose write pause this term
+    /// lifted: it takes writes. A Redis that was a master already (it
+    /// restarted as one, self-fenced) becomes writable without a promotion,
+    /// so `promote` and `switchover` wait for this, not for `promotions`.
+    pub writable: bool,
 }
 
 const PEER_TIMEOUT: Duration = Duration::from_millis(300);
@@ -352,10 +357,22 @@ impl Agent {
             }
         };
         if view.state != State::Master {
+            if self.unpaused {
+                self.set_status(|r| r.writable = false);
+            }
             self.unpaused = false;
         } else if matches!(role, Some(Role::Master { .. })) {
-            self.fence_paused = None;
+            let was_fenced = self.fence_paused.take().is_some();
             self.unpause_once().await;
+            if was_fenced {
+                // Writable now, as after a promotion: the tickler waits for it.
+                self.promoted.send_modify(|n| *n += 1);
+                tracing::info!(instance = %self.instance, "lease and VRRP master: the local Redis (a master already, self-fenced) takes writes again");
+                self.set_status(|r| {
+                    r.last_action =
+                        Some("CLIENT UNPAUSE (master with the lease; was self-fenced)".into())
+                });
+            }
         }
         self.self_fence(&view, role.as_ref()).await;
         let port = self.cfg.port;
@@ -482,7 +499,10 @@ impl Agent {
             return;
         };
         match c.unpause().await {
-            Ok(()) => self.unpaused = true,
+            Ok(()) => {
+                self.unpaused = true;
+                self.set_status(|r| r.writable = true);
+            }
             Err(e) => {
                 tracing::warn!(instance = %self.instance, "{e}");
                 self.conn = None;
