@@ -178,6 +178,7 @@ async fn switchover(
             .is_some_and(|i| i.redis.is_some());
         if r.ok && has_redis {
             let deadline = tokio::time::Instant::now() + SWITCHOVER_TIMEOUT;
+            let mut changes = status.subscribe();
             loop {
                 let snap = status.snapshot();
                 let red = snap
@@ -200,7 +201,7 @@ async fn switchover(
                     );
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                next_change(&mut changes).await;
             }
         }
         out.push(r);
@@ -268,6 +269,7 @@ async fn promote(
             }
         }
         let deadline = tokio::time::Instant::now() + SWITCHOVER_TIMEOUT;
+        let mut changes = status.subscribe();
         loop {
             let snap = status.snapshot();
             let Some(i) = snap.instances.get(name) else {
@@ -297,7 +299,7 @@ async fn promote(
                 );
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            next_change(&mut changes).await;
         }
         out.push(r);
     }
@@ -317,6 +319,7 @@ async fn promote(
 /// does in time.
 async fn hand_over(status: &Shared, name: &str, tx: &mpsc::Sender<Command>) -> SwitchoverResult {
     let deadline = tokio::time::Instant::now() + SWITCHOVER_TIMEOUT;
+    let mut changes = status.subscribe();
     let mut r = SwitchoverResult {
         instance: name.to_owned(),
         ok: false,
@@ -371,8 +374,13 @@ async fn hand_over(status: &Shared, name: &str, tx: &mpsc::Sender<Command>) -> S
             }
             return r;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        next_change(&mut changes).await;
     }
+}
+
+/// The next status change (status pushes them), or 100 ms as a safety net.
+async fn next_change(changes: &mut tokio::sync::watch::Receiver<u64>) {
+    let _ = tokio::time::timeout(Duration::from_millis(100), changes.changed()).await;
 }
 
 /// Client side: one request, one reply.

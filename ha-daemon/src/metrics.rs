@@ -371,7 +371,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
             }
         }
     }
-    let tickles: Vec<(&String, &crate::tickle::TickleStatus)> = insts
+    let tickles: Vec<(&String, &crate::status::TickleStatus)> = insts
         .iter()
         .filter_map(|(n, i)| i.tickle.as_ref().map(|t| (n, t)))
         .collect();
@@ -503,9 +503,9 @@ mod tests {
                 lost: 1,
                 ..Default::default()
             }),
-            tickle: Some(crate::tickle::TickleStatus {
+            tickle: Some(crate::status::TickleStatus {
                 tracked: 12,
-                last: Some(crate::tickle::LastTickle {
+                last: Some(crate::status::LastTickle {
                     sent: 1000,
                     send_ms: 20.0,
                     ..Default::default()

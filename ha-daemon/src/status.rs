@@ -1,5 +1,12 @@
 //! What the daemon shows of itself: per-instance state and counters, drops by
-//! reason. Written as JSON to `<run_dir>/status.json` whenever it changes, so
+//! reason, the Redis side, the lease and the tickles beside each other.
+//!
+//! A leaf model: the subsystems publish to it, the faces (control socket,
+//! metrics, systemd, the status file) read or subscribe to it, and it
+//! depends on no subsystem (only on the pure VRRP machine's and health
+//! policy's enums). A change a subscriber acts on (`update`) reaches it at
+//! once through a `watch`; counters (`count`) only reach the status file,
+//! within its period. Written as JSON to `<run_dir>/status.json`, so
 //! operators and tests can read it without talking to the daemon.
 use std::{
     collections::BTreeMap,
@@ -10,10 +17,14 @@ use std::{
 };
 
 use serde::Serialize;
+use tokio::sync::watch;
 
-use crate::vrrp::machine::{Reason, State};
+use crate::{
+    redis::health::Health,
+    vrrp::machine::{Reason, State},
+};
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Status {
     pub node: String,
     pub pid: u32,
@@ -29,7 +40,7 @@ pub struct Status {
     pub generation: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct InstanceStatus {
     pub state: State,
     pub interface: String,
@@ -55,18 +66,71 @@ pub struct InstanceStatus {
     pub flap_hold_ms: u64,
     pub errors: Vec<String>,
     /// The local Redis, when the instance has a `[instance.redis]` table.
-    pub redis: Option<crate::redis::reconcile::RedisStatus>,
+    pub redis: Option<RedisStatus>,
     /// The lease, with `[quorum]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseStatus>,
     /// Client connections tracked / known, and the last takeover's tickles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tickle: Option<crate::tickle::TickleStatus>,
+    pub tickle: Option<TickleStatus>,
+}
+
+/// What `status.json` shows of the Redis side of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct RedisStatus {
+    pub role: Option<String>,
+    pub offset: u64,
+    pub master: Option<String>,
+    pub link_up: Option<bool>,
+    pub health: Option<Health>,
+    /// Why the local Redis is not replicating from the VRRP master, if it is not.
+    pub guard: Option<String>,
+    pub last_action: Option<String>,
+    /// Backup: bytes the master had 100 ms ago that the local replica has
+    /// not applied (0 when streaming keeps up).
+    pub lag_bytes: Option<u64>,
+    /// Backup: the master's command stream reaches the local replica (not
+    /// just the end of the full sync). Preemption waits for it.
+    pub streaming: Option<bool>,
+    /// Promotions of the local Redis since the daemon started.
+    pub promotions: u64,
+    /// Write pause of the last promotion that paused an old master, ms.
+    pub last_pause_ms: Option<u64>,
+    /// VRRP master and the local Redis a master whose write pause this term
+    /// lifted: it takes writes. A Redis that was a master already (it
+    /// restarted as one, self-fenced) becomes writable without a promotion,
+    /// so `promote` and `switchover` wait for this, not for `promotions`.
+    pub writable: bool,
+}
+
+/// What `status` shows of an instance's tickles.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct TickleStatus {
+    /// Master: clients connected to the VIP's Redis port now.
+    pub tracked: usize,
+    /// Backup: clients the master reported, and who reported them.
+    pub known: usize,
+    pub known_from: Option<IpAddr>,
+    /// The last takeover's tickles.
+    pub last: Option<LastTickle>,
+    /// Time the last sock_diag dump took, µs.
+    pub last_dump_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct LastTickle {
+    pub clients: usize,
+    /// Sent in the first round, and how long that took (ms).
+    pub sent: usize,
+    pub send_ms: f64,
+    /// From becoming master to the first round (waiting for the promotion).
+    pub after_takeover_ms: f64,
+    pub rounds: usize,
 }
 
 /// Times in these are CLOCK_BOOTTIME ns on this host (`*_ns`), so a reader
 /// on the same host computes ages; durations are ms.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct QuorumStatus {
     /// "node" or "witness".
     pub role: String,
@@ -86,14 +150,14 @@ pub struct QuorumStatus {
     pub now_ns: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerStatus {
     pub addr: IpAddr,
     /// Last authentic datagram from it (0: never).
     pub heard_ns: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct VoteStatus {
     /// The holder this voter promised, and until when.
     pub promised_to: Option<IpAddr>,
@@ -115,7 +179,7 @@ pub struct VoteStatus {
 
 /// A takeover refused because the local Redis lacks too much of the last
 /// master's data.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct StaleStatus {
     /// The voter that said so ("self" or its address).
     pub voter: String,
@@ -142,7 +206,7 @@ impl StaleStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct LeaseStatus {
     /// This node holds the lease.
     pub held: bool,
@@ -176,7 +240,7 @@ pub struct LeaseStatus {
     pub accept_loss: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transition {
     pub from: State,
     pub to: State,
@@ -188,24 +252,78 @@ pub struct Transition {
 }
 
 /// The daemon's status, shared by its tasks.
-#[derive(Clone, Default)]
-pub struct Shared(Arc<Mutex<Status>>);
+#[derive(Clone)]
+pub struct Shared(Arc<Inner>);
+
+struct Inner {
+    status: Mutex<Status>,
+    /// The generation of the last change subscribers are told of.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new(Status::default())
+    }
+}
 
 impl Shared {
     pub fn new(status: Status) -> Self {
-        Self(Arc::new(Mutex::new(status)))
+        let (changes, _) = watch::channel(status.generation);
+        Self(Arc::new(Inner {
+            status: Mutex::new(status),
+            changes,
+        }))
     }
 
-    /// Changes the status; the writer picks it up.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.0.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the status; subscribers are told at once, the status file
+    /// is written at once.
     pub fn update<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, generation) = {
+            let mut s = self.lock();
+            s.generation += 1;
+            (f(&mut s), s.generation)
+        };
+        self.0.changes.send_replace(generation);
+        r
+    }
+
+    /// Changes counters (adverts, drops): nobody is woken for them; the
+    /// status file shows them within its period.
+    pub fn count<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
+        let mut s = self.lock();
         s.generation += 1;
         f(&mut s)
     }
 
     /// Changes one instance's status (nothing if it is not registered).
+    /// Subscribers are told only when something changed: the subsystems
+    /// publish the same values over and over (the master after every
+    /// advert, the Redis role after every pass).
     pub fn instance(&self, name: &str, f: impl FnOnce(&mut InstanceStatus)) {
-        self.update(|s| {
+        let generation = {
+            let mut s = self.lock();
+            let Some(i) = s.instances.get_mut(name) else {
+                return;
+            };
+            let before = i.clone();
+            f(i);
+            if *i == before {
+                return;
+            }
+            s.generation += 1;
+            s.generation
+        };
+        self.0.changes.send_replace(generation);
+    }
+
+    /// `count` for one instance's counters.
+    pub fn count_instance(&self, name: &str, f: impl FnOnce(&mut InstanceStatus)) {
+        self.count(|s| {
             if let Some(i) = s.instances.get_mut(name) {
                 f(i);
             }
@@ -216,12 +334,17 @@ impl Shared {
     /// own (lease renewals, peers heard): the next real change or a
     /// `status` request shows it.
     pub fn update_quiet<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut s)
+        f(&mut self.lock())
+    }
+
+    /// Moves on every `update` (not on counters): a face that shows state
+    /// waits on it instead of polling.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.changes.subscribe()
     }
 
     pub fn snapshot(&self) -> Status {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut s = self.lock().clone();
         if let Some(q) = &mut s.quorum {
             q.now_ns = crate::ebpf::clock::boottime_ns();
         }
@@ -229,11 +352,13 @@ impl Shared {
     }
 
     pub fn drop_packet(&self, reason: &str) {
-        self.update(|s| *s.drops.entry(reason.to_owned()).or_default() += 1);
+        self.count(|s| *s.drops.entry(reason.to_owned()).or_default() += 1);
     }
 
-    /// Saves the status to `path` whenever it changed, checking every `period`.
+    /// Saves the status to `path`: at once after an `update`, and within
+    /// `period` after counters moved.
     pub async fn writer(self, path: PathBuf, period: Duration) {
+        let mut changes = self.subscribe();
         let mut saved = u64::MAX;
         loop {
             let snap = self.snapshot();
@@ -241,7 +366,15 @@ impl Shared {
                 saved = snap.generation;
                 let _ = write_atomic(&path, &snap);
             }
-            tokio::time::sleep(period).await;
+            tokio::select! {
+                r = changes.changed() => {
+                    // The sender lives as long as `self`: never closed.
+                    if r.is_err() {
+                        tokio::time::sleep(period).await;
+                    }
+                }
+                _ = tokio::time::sleep(period) => {}
+            }
         }
     }
 
@@ -254,4 +387,50 @@ fn write_atomic(path: &std::path::Path, s: &Status) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)?;
     std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        let mut st = Status::default();
+        st.instances.insert("vi".into(), InstanceStatus::default());
+        Shared::new(st)
+    }
+
+    #[test]
+    fn a_change_reaches_a_subscriber_at_once() {
+        let s = shared();
+        let mut rx = s.subscribe();
+        assert!(!rx.has_changed().unwrap());
+        s.instance("vi", |i| i.state = State::Master);
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        assert_eq!(s.snapshot().instances["vi"].state, State::Master);
+    }
+
+    #[test]
+    fn the_same_value_again_and_counters_wake_nobody() {
+        let s = shared();
+        s.instance("vi", |i| i.priority = 100);
+        let mut rx = s.subscribe();
+        rx.mark_unchanged();
+        let before = s.snapshot().generation;
+        s.instance("vi", |i| i.priority = 100);
+        s.count_instance("vi", |i| i.adverts_sent += 1);
+        s.drop_packet("bad_checksum");
+        assert!(!rx.has_changed().unwrap(), "no push for counters");
+        // The status file still sees the counters move.
+        assert!(s.snapshot().generation > before);
+        assert_eq!(s.snapshot().instances["vi"].adverts_sent, 1);
+    }
+
+    #[test]
+    fn an_unknown_instance_changes_nothing() {
+        let s = shared();
+        let rx = s.subscribe();
+        s.instance("other", |i| i.priority = 1);
+        assert!(!rx.has_changed().unwrap());
+    }
 }

@@ -56,23 +56,35 @@ pub fn status_line(status: &Shared) -> String {
     parts.join("; ")
 }
 
-/// Pets the watchdog at half its period and keeps STATUS= current, from the
-/// runtime: a wedged runtime stops both, and systemd restarts the daemon.
+/// Pets the watchdog at half its period and keeps STATUS= current (sent as
+/// soon as the status changes), from the runtime: a wedged runtime stops
+/// both, and systemd restarts the daemon.
 pub async fn keepalive(status: Shared) {
     let wd = watchdog_period();
     let period = wd.map_or(Duration::from_secs(1), |p| {
         (p / 2).min(Duration::from_secs(1))
     });
+    let mut changes = status.subscribe();
     let mut last = String::new();
+    let mut pet = tokio::time::interval(period);
+    pet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let line = status_line(&status);
         if line != last {
             notify(&format!("STATUS={line}"));
             last = line;
         }
-        if wd.is_some() {
-            notify("WATCHDOG=1");
+        tokio::select! {
+            _ = pet.tick() => {
+                if wd.is_some() {
+                    notify("WATCHDOG=1");
+                }
+            }
+            r = changes.changed() => {
+                if r.is_err() {
+                    pet.tick().await;
+                }
+            }
         }
-        tokio::time::sleep(period).await;
     }
 }

@@ -16,7 +16,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use super::{
@@ -27,7 +26,7 @@ use super::{
 };
 use crate::{
     config::RedisConf,
-    status::Shared,
+    status::{RedisStatus, Shared},
     vrrp::machine::{Reason, State},
 };
 
@@ -51,34 +50,6 @@ pub enum Signal {
     Priority(u8),
     /// Hold preemption: the local Redis is not in sync with the master yet.
     HoldPreempt(bool),
-}
-
-/// What `status.json` shows of the Redis side of an instance.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct RedisStatus {
-    pub role: Option<String>,
-    pub offset: u64,
-    pub master: Option<String>,
-    pub link_up: Option<bool>,
-    pub health: Option<Health>,
-    /// Why the local Redis is not replicating from the VRRP master, if it is not.
-    pub guard: Option<String>,
-    pub last_action: Option<String>,
-    /// Backup: bytes the master had 100 ms ago that the local replica has
-    /// not applied (0 when streaming keeps up).
-    pub lag_bytes: Option<u64>,
-    /// Backup: the master's command stream reaches the local replica (not
-    /// just the end of the full sync). Preemption waits for it.
-    pub streaming: Option<bool>,
-    /// Promotions of the local Redis since the daemon started.
-    pub promotions: u64,
-    /// Write pause of the last promotion that paused an old master, ms.
-    pub last_pause_ms: Option<u64>,
-    /// VRRP master and the local Redis a master whose write pause this term
-    /// lifted: it takes writes. A Redis that was a master already (it
-    /// restarted as one, self-fenced) becomes writable without a promotion,
-    /// so `promote` and `switchover` wait for this, not for `promotions`.
-    pub writable: bool,
 }
 
 const PEER_TIMEOUT: Duration = Duration::from_millis(300);

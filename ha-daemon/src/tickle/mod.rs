@@ -14,13 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     quorum::{peer::Handle, wire::Body, wire::Conns},
     redis::reconcile::View,
-    status::Shared,
+    status::{LastTickle, Shared, TickleStatus},
     vrrp::machine::{Reason, State},
 };
 use book::{Book, Client, Reporter};
@@ -34,31 +33,6 @@ const REPEATS: [Duration; 2] = [Duration::from_millis(600), Duration::from_milli
 const PROMOTION_WAIT: Duration = Duration::from_millis(100);
 /// A full list this often, besides the changes.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
-
-/// What `status` shows of an instance's tickles.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct TickleStatus {
-    /// Master: clients connected to the VIP's Redis port now.
-    pub tracked: usize,
-    /// Backup: clients the master reported, and who reported them.
-    pub known: usize,
-    pub known_from: Option<IpAddr>,
-    /// The last takeover's tickles.
-    pub last: Option<LastTickle>,
-    /// Time the last sock_diag dump took, µs.
-    pub last_dump_us: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct LastTickle {
-    pub clients: usize,
-    /// Sent in the first round, and how long that took (ms).
-    pub sent: usize,
-    pub send_ms: f64,
-    /// From becoming master to the first round (waiting for the promotion).
-    pub after_takeover_ms: f64,
-    pub rounds: usize,
-}
 
 pub struct Tickler {
     pub instance: String,

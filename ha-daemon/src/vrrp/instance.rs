@@ -264,7 +264,7 @@ impl Driver {
                 // Adverts first: a backup that wakes late drains what arrived
                 // before it looks at its timer.
                 Some(a) = adverts.recv() => {
-                    self.status.instance(&self.cfg.name, |i| i.adverts_received += 1);
+                    self.status.count_instance(&self.cfg.name, |i| i.adverts_received += 1);
                     self.machine.handle(
                         Event::Advert { from: a.from, priority: a.priority, interval_cs: a.interval_cs, at: a.at },
                         clock::monotonic_ns(),
@@ -837,7 +837,7 @@ impl Driver {
             match sent {
                 Ok(()) => self
                     .status
-                    .instance(&self.cfg.name, |i| i.adverts_sent += 1),
+                    .count_instance(&self.cfg.name, |i| i.adverts_sent += 1),
                 Err(e) => self.error(format!("sending advert to {dst}: {e}")),
             }
         }

@@ -108,7 +108,7 @@ pub async fn run(socket: Arc<VrrpSocket>, routes: Routes, status: Shared) {
             Err((Some(_), "own_address")) => {}
             Err((Some(idx), why)) => {
                 tracing::debug!(instance = %routes[idx].instance, from = %r.src, "dropped advert: {why}");
-                status.instance(&routes[idx].instance, |i| {
+                status.count_instance(&routes[idx].instance, |i| {
                     *i.drops.entry(why.to_owned()).or_default() += 1
                 });
             }
