@@ -85,8 +85,58 @@ pub struct Config {
     /// and the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tickle: Option<TickleConf>,
+    /// The Sentinel-compatible discovery endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelConf>,
     #[serde(rename = "instance", default)]
     pub instances: Vec<Instance>,
+}
+
+/// `[sentinel]`: answer Sentinel-aware clients (discovery, events).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConf {
+    /// Where to listen, e.g. `0.0.0.0:26379`.
+    pub listen: std::net::SocketAddr,
+    /// First line: the password clients must give (`AUTH`, `HELLO ...
+    /// AUTH default <password>`), as Sentinel's `requirepass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The other daemons' Sentinel endpoints (`SENTINEL SENTINELS`); by
+    /// default every instance's unicast peer at this port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<std::net::SocketAddr>,
+}
+
+impl SentinelConf {
+    pub fn read_password(&self) -> Result<Option<String>, String> {
+        let Some(f) = &self.password_file else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(crate::secret::read(f, "password_file")?)
+            .map_err(|_| format!("password_file {}: not UTF-8 text", f.display()))?;
+        let pass = text.lines().next().unwrap_or("").trim_end().to_owned();
+        if pass.is_empty() {
+            return Err(format!("password_file {}: empty first line", f.display()));
+        }
+        Ok(Some(pass))
+    }
+
+    /// The other daemons' endpoints: `peers`, or every instance's unicast
+    /// peers at this port.
+    pub fn peer_endpoints(&self, instances: &[Instance]) -> Vec<std::net::SocketAddr> {
+        if !self.peers.is_empty() {
+            return self.peers.clone();
+        }
+        let mut v: Vec<std::net::SocketAddr> = instances
+            .iter()
+            .flat_map(|i| i.unicast_peers.iter())
+            .map(|a| std::net::SocketAddr::new(*a, self.listen.port()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
 }
 
 /// `[quorum]`: who votes, and the key their votes are signed with.
@@ -487,8 +537,8 @@ impl RedisConf {
         let Some(f) = &self.password_file else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| format!("password_file {}: {e}", f.display()))?;
+        let text = String::from_utf8(crate::secret::read(f, "password_file")?)
+            .map_err(|_| format!("password_file {}: not UTF-8 text", f.display()))?;
         let pass = text.lines().next().unwrap_or("").trim_end().to_owned();
         if pass.is_empty() {
             return Err(format!("password_file {}: empty first line", f.display()));
@@ -656,6 +706,33 @@ impl Config {
                 key,
                 message,
             });
+        }
+        if let Some(t) = &self.sentinel {
+            let bad = |key: &str, message: String| {
+                Err(Bad {
+                    instance: None,
+                    key: format!("sentinel.{key}"),
+                    message,
+                })
+            };
+            if t.listen.port() == 0 {
+                return bad(
+                    "listen",
+                    "port 0; valid: 1..=65535 (Sentinel's is 26379)".into(),
+                );
+            }
+            if let Err(e) = t.read_password() {
+                return bad("password_file", e);
+            }
+            if t.peers.len() > 64 {
+                return bad("peers", format!("{} endpoints; at most 64", t.peers.len()));
+            }
+            if !self.instances.iter().any(|i| i.redis.is_some()) {
+                return bad(
+                    "listen",
+                    "no instance has an [instance.redis] table: there is no master to tell clients about".into(),
+                );
+            }
         }
         if let Some(t) = &self.tickle {
             let bad = |key: &str, message: String| {
@@ -1106,8 +1183,10 @@ vips = ["10.0.0.100/24"]
 
     /// A key file for the quorum tests (removed with the dir).
     fn key_file(dir: &Path, bytes: usize) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let p = dir.join(format!("key{bytes}"));
         std::fs::write(&p, "k".repeat(bytes)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         p
     }
 

@@ -353,8 +353,13 @@ impl Runner {
                 "[node] changed (name, run_dir, bpf_pin_dir or metrics): that needs a restart; nothing applied"
             );
         }
-        if new.quorum != self.cfg.quorum || new.tickle != self.cfg.tickle {
-            bail!("[quorum] or [tickle] changed: that needs a restart; nothing applied");
+        if new.quorum != self.cfg.quorum
+            || new.tickle != self.cfg.tickle
+            || new.sentinel != self.cfg.sentinel
+        {
+            bail!(
+                "[quorum], [tickle] or [sentinel] changed: that needs a restart; nothing applied"
+            );
         }
         let groups = plan(&new)?;
         for i in &new.instances {
@@ -409,6 +414,12 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
                 .await
                 .with_context(|| format!("[node] metrics = \"{addr}\": cannot listen there"))?,
         ),
+        None => None,
+    };
+    let sentinel = match &cfg.sentinel {
+        Some(sc) => Some(crate::sentinel::bind(sc).await.with_context(|| {
+            format!("[sentinel] listen = \"{}\": cannot listen there", sc.listen)
+        })?),
         None => None,
     };
     std::fs::create_dir_all(&paths.run_dir)
@@ -569,6 +580,13 @@ pub async fn run_with(cfg: Config, path: Option<PathBuf>, opts: RunOptions) -> R
             }
         }));
     }
+    let _sentinel = match (&cfg.sentinel, sentinel) {
+        (Some(sc), Some(listener)) => Some(
+            crate::sentinel::start(sc, &cfg.instances, status.clone(), listener)
+                .map_err(|e| anyhow::anyhow!("[sentinel]: {e}"))?,
+        ),
+        _ => None,
+    };
     helpers.push(tokio::spawn(
         status
             .clone()

@@ -357,6 +357,7 @@ pub fn convert(text: &str, node_name: Option<&str>) -> Result<Import, String> {
         },
         quorum: None,
         tickle: None,
+        sentinel: None,
         instances,
     };
     // The result must be a config we accept.

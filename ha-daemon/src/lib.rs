@@ -13,6 +13,8 @@ pub mod net;
 pub mod notify;
 pub mod quorum;
 pub mod redis;
+pub mod secret;
+pub mod sentinel;
 pub mod status;
 pub mod systemd;
 pub mod tickle;

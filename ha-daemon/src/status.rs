@@ -50,6 +50,12 @@ pub struct InstanceStatus {
     pub effective_priority: u8,
     pub vips: Vec<String>,
     pub master: Option<IpAddr>,
+    /// This node's address on the instance's interface (its adverts'
+    /// source): where peers and clients reach its Redis.
+    pub address: Option<IpAddr>,
+    /// The master whose adverts this backup hears (None once they stopped
+    /// for Master_Down_Interval, even while a takeover waits).
+    pub master_heard: Option<IpAddr>,
     pub adverts_sent: u64,
     pub adverts_received: u64,
     /// Adverts for this instance dropped (auth, interval, version, peer), by reason.
@@ -96,11 +102,42 @@ pub struct RedisStatus {
     pub promotions: u64,
     /// Write pause of the last promotion that paused an old master, ms.
     pub last_pause_ms: Option<u64>,
+    /// A master: the replicas its Redis streams to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
     /// VRRP master and the local Redis a master whose write pause this term
     /// lifted: it takes writes. A Redis that was a master already (it
     /// restarted as one, self-fenced) becomes writable without a promotion,
     /// so `promote` and `switchover` wait for this, not for `promotions`.
     pub writable: bool,
+}
+
+/// A replica as the master's Redis lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct ReplicaStatus {
+    pub ip: String,
+    pub port: u16,
+    pub online: bool,
+    pub offset: u64,
+}
+
+impl InstanceStatus {
+    /// The one rule for which node is the master clients should write to,
+    /// as far as this node can vouch: itself while it is VRRP master (and,
+    /// under `[quorum]`, holds the lease); else the master whose adverts it
+    /// hears (under `[quorum]`, only the lease's holder). None when it
+    /// cannot tell (cut off, in a minority, a takeover pending): then no
+    /// client is sent to a master that may be fenced.
+    pub fn master_for_clients(&self) -> Option<IpAddr> {
+        let lease = self.lease.as_ref();
+        match self.state {
+            State::Master => self.address.filter(|_| lease.is_none_or(|l| l.held)),
+            State::Backup => self
+                .master_heard
+                .filter(|&m| lease.is_none_or(|l| l.holder == Some(m))),
+            _ => None,
+        }
+    }
 }
 
 /// What `status` shows of an instance's tickles.

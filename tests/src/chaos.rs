@@ -94,8 +94,8 @@ impl Operator {
         }
     }
 
-    /// At most once a second: no master for `OPERATOR_AFTER` and a node
-    /// refused as stale → `promote --accept-loss` on the one with the most data.
+    /// At most once a second: no master for `OPERATOR_AFTER`, and the node
+    /// with the most data refused as stale → `promote --accept-loss` on it.
     fn check(&mut self, c: &Cluster) {
         let now = Instant::now();
         if now.duration_since(self.checked) < Duration::from_secs(1) {
@@ -111,21 +111,28 @@ impl Operator {
         if now.duration_since(since) < OPERATOR_AFTER {
             return;
         }
-        // As a person would: of the nodes refused as stale, the one whose
-        // Redis holds the most keys (never an emptied one over a full one).
-        let Some((h, _)) = (1..=c.n)
+        // As a person would: the node whose Redis holds the most keys, if
+        // it is one refused as stale; never an emptied one over a full one
+        // (the first 30-minute run promoted an emptied node while the other
+        // held the data, whose daemon was down then: the data's node then
+        // refused to follow an empty master, rightly, and nothing settled).
+        let all: Vec<(usize, u64, bool)> = (1..=c.n)
             .filter_map(|i| {
-                let st = c.status(i)?;
-                st["lease"]["stale"].as_object()?;
                 let keys: u64 = crate::redis::cli(c.host(i), &["DBSIZE"])
                     .ok()?
                     .trim()
                     .parse()
                     .ok()?;
-                Some((i, keys))
+                let stale = c
+                    .status(i)
+                    .is_some_and(|st| st["lease"]["stale"].is_object());
+                Some((i, keys, stale))
             })
-            .max_by_key(|x| x.1)
-        else {
+            .collect();
+        let Some(most) = all.iter().map(|x| x.1).max() else {
+            return;
+        };
+        let Some(&(h, _, _)) = all.iter().find(|x| x.2 && x.1 == most) else {
             return;
         };
         let Some(cfg) = c.config(h) else { return };

@@ -177,7 +177,13 @@ pub struct Cluster {
     /// Environment for the daemons (and the witness) started from now on,
     /// per host number: the test seams (`HA_TEST_CLOCK_PPM`, `HA_TEST_PLANT`).
     pub env: std::collections::BTreeMap<usize, Vec<(String, String)>>,
+    /// `[sentinel] listen = "0.0.0.0:PORT"` on every ha-daemon node, the
+    /// other Redis hosts as its peers.
+    pub sentinel: Option<u16>,
 }
+
+/// The port of the test clusters' Sentinel endpoints.
+pub const SENTINEL_PORT: u16 = 26379;
 
 /// The quorum port the test clusters use.
 pub const QUORUM_PORT: u16 = 5940;
@@ -251,6 +257,36 @@ impl Cluster {
         persist: bool,
         env: std::collections::BTreeMap<usize, Vec<(String, String)>>,
     ) -> Result<Cluster> {
+        Self::start_all(switch, kind, n, quorum, extra, prefix, persist, env, None)
+    }
+
+    /// Every node also answers Sentinel-aware clients on `SENTINEL_PORT`.
+    pub fn start_sentinel(n: usize, quorum: Quorum, prefix: &str) -> Result<Cluster> {
+        Self::start_all(
+            crate::Switch::Nic,
+            Kind::Ours { advert_ms: 10 },
+            n,
+            quorum,
+            0,
+            prefix,
+            true,
+            Default::default(),
+            Some(SENTINEL_PORT),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_all(
+        switch: crate::Switch,
+        kind: Kind,
+        n: usize,
+        quorum: Quorum,
+        extra: usize,
+        prefix: &str,
+        persist: bool,
+        env: std::collections::BTreeMap<usize, Vec<(String, String)>>,
+        sentinel: Option<u16>,
+    ) -> Result<Cluster> {
         if matches!(kind, Kind::Keepalived { .. }) && n != 2 {
             bail!("the keepalived guides' scripts name one peer: 2 Redis hosts only");
         }
@@ -285,6 +321,7 @@ impl Cluster {
             witness: None,
             persist,
             env,
+            sentinel,
         };
         for i in 1..=n {
             c.start_redis(i, i > 1)?;
@@ -445,6 +482,21 @@ impl Cluster {
             "[quorum]\npeers = [{}]\nkey_file = \"{}\"\nport = {QUORUM_PORT}\n\n",
             peers.join(", "),
             self.dir.path().join("quorum.key").display()
+        )
+    }
+
+    /// `[sentinel]`, with the other Redis hosts' endpoints as its peers.
+    fn sentinel_table(&self, i: usize) -> String {
+        let Some(port) = self.sentinel else {
+            return String::new();
+        };
+        let peers: Vec<String> = (1..=self.n)
+            .filter(|&h| h != i)
+            .map(|h| format!("\"{}:{port}\"", self.host(h).addr4))
+            .collect();
+        format!(
+            "[sentinel]\nlisten = \"0.0.0.0:{port}\"\npeers = [{}]\n\n",
+            peers.join(", ")
         )
     }
 
@@ -620,7 +672,7 @@ impl Cluster {
                         self.tickle_table(i)
                     } else {
                         self.quorum_table(i)
-                    },
+                    } + &self.sentinel_table(i),
                     priority(i)
                 ),
                 &[],

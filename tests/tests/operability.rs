@@ -449,6 +449,10 @@ fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
     let h1 = lan.host(1);
     let key = dir.path().join("quorum.key");
     std::fs::write(&key, "0123456789abcdef0123456789abcdef").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let run_dir = dir.path().join("run-w");
     let conf = dir.path().join("witness.toml");
     std::fs::write(
@@ -465,6 +469,20 @@ fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
         String::from_utf8_lossy(&check.stderr).contains("OK (a witness)"),
         "{check:?}"
     );
+    // A key others can read is refused, as OpenSSH refuses such a private
+    // key, naming the mode and the fix.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let bad = ha(h1, &["check-config", "-c", conf.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success(), "a 0644 key is accepted: {err}");
+        assert!(
+            err.contains("key_file") && err.contains("mode 0644") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let mut cmd = h1.ns.command("setpriv");
     cmd.args(["--bounding-set=-all", "--inh-caps=-all"])
         .arg(&bin)

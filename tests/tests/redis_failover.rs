@@ -568,6 +568,10 @@ fn password_protected_redis_replicates_and_fails_over_and_the_password_is_never_
     let dir = TempDir::new("auth").unwrap();
     let pass_file = dir.path().join("redis.pass");
     std::fs::write(&pass_file, format!("{PASS}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let conf = |prio: u8| {
         format!(
             "{}password_file = \"{}\"\n",

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// How long CI fuzzes the decoder: a smoke run; `cargo xtask fuzz` goes longer.
-const FUZZ_SECONDS: u64 = 30;
+const FUZZ_SECONDS: u64 = 40;
 
 pub fn run() -> Result<()> {
     if !is_root() {

@@ -42,7 +42,7 @@ impl Key {
     /// Reads `key_file`: its bytes, without a trailing newline, at least
     /// `MIN_KEY_LEN` of them.
     pub fn read(path: &std::path::Path) -> Result<Self, String> {
-        let mut b = std::fs::read(path).map_err(|e| format!("key_file {}: {e}", path.display()))?;
+        let mut b = crate::secret::read(path, "key_file")?;
         while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
             b.pop();
         }

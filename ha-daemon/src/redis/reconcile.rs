@@ -376,6 +376,18 @@ impl Agent {
             self.set_status(|r| {
                 r.role = Some(role.name().into());
                 r.offset = role.offset();
+                r.replicas = match &role {
+                    Role::Master { replicas, .. } => replicas
+                        .iter()
+                        .map(|x| crate::status::ReplicaStatus {
+                            ip: x.ip.clone(),
+                            port: x.port,
+                            online: x.online,
+                            offset: x.offset,
+                        })
+                        .collect(),
+                    Role::Replica { .. } => Vec::new(),
+                };
                 if let Role::Replica {
                     master_host,
                     master_port,

@@ -8,6 +8,8 @@ pub enum Role {
         /// master_repl_offset
         offset: u64,
         connected_replicas: u32,
+        /// Its `slaveN:` lines: the replicas it streams to.
+        replicas: Vec<Replica>,
     },
     Replica {
         master_host: String,
@@ -39,6 +41,38 @@ impl Role {
     pub fn replicates(&self, host: &str, port: u16) -> bool {
         matches!(self, Role::Replica { master_host, master_port, .. } if master_host == host && *master_port == port)
     }
+}
+
+/// A replica as its master's `INFO replication` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Replica {
+    pub ip: String,
+    pub port: u16,
+    /// `state=online` (not syncing, not waiting for a sync).
+    pub online: bool,
+    pub offset: u64,
+}
+
+/// `slaveN:ip=...,port=...,state=online,offset=...,lag=...` lines.
+fn replicas(info: &str) -> Vec<Replica> {
+    info.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(':')?;
+            let n = k.strip_prefix("slave")?;
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let f: HashMap<&str, &str> = v.split(',').filter_map(|x| x.split_once('=')).collect();
+            Some(Replica {
+                ip: f.get("ip")?.to_string(),
+                port: f.get("port")?.parse().ok()?,
+                online: f.get("state") == Some(&"online"),
+                offset: f.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0),
+            })
+        })
+        // A Redis lists at most its clients; a status shows at most 64.
+        .take(64)
+        .collect()
 }
 
 /// Where a Redis's data stands: its replication history (`master_replid`,
@@ -99,6 +133,7 @@ pub fn parse(info: &str) -> Result<Role, String> {
         Some("master") => Ok(Role::Master {
             offset: num("master_repl_offset").unwrap_or(0),
             connected_replicas: num("connected_slaves").unwrap_or(0) as u32,
+            replicas: replicas(info),
         }),
         Some("slave") => Ok(Role::Replica {
             master_host: kv.get("master_host").unwrap_or(&"").to_string(),
@@ -122,7 +157,13 @@ mod tests {
             parse(m).unwrap(),
             Role::Master {
                 offset: 1234,
-                connected_replicas: 1
+                connected_replicas: 1,
+                replicas: vec![Replica {
+                    ip: "198.18.0.2".into(),
+                    port: 6379,
+                    online: true,
+                    offset: 1234
+                }],
             }
         );
         let r = "role:slave\r\nmaster_host:198.18.0.1\r\nmaster_port:6379\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:1200\r\n";

@@ -52,7 +52,7 @@ impl Tls {
             (None, None) => (builder.with_no_client_auth(), None),
             (Some(c), Some(k)) => {
                 let cert_pem = read(c, "tls_cert_file")?;
-                let key_pem = read(k, "tls_key_file")?;
+                let key_pem = crate::secret::read(k, "tls_key_file")?;
                 let certs = CertificateDer::pem_slice_iter(&cert_pem)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("tls_cert_file {}: {e}", c.display()))?;

@@ -174,6 +174,7 @@ impl Driver {
                     priority: cfg.priority,
                     effective_priority: cfg.priority,
                     vips: cfg.vips.clone(),
+                    address: Some(socket.local),
                     ..Default::default()
                 },
             )
@@ -693,7 +694,11 @@ impl Driver {
             }
         }
         let master = self.machine.master();
-        self.status.instance(&self.cfg.name, |i| i.master = master);
+        let heard = self.machine.master_heard(clock::monotonic_ns());
+        self.status.instance(&self.cfg.name, |i| {
+            i.master = master;
+            i.master_heard = heard;
+        });
     }
 
     /// Tells the XDP program whether this node holds its VIPs. Giving them

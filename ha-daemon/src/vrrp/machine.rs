@@ -364,6 +364,14 @@ impl Machine {
     pub fn master(&self) -> Option<IpAddr> {
         self.master
     }
+    /// The master, while its adverts arrive (heard within
+    /// Master_Down_Interval of `now`).
+    pub fn master_heard(&self, now: Nanos) -> Option<IpAddr> {
+        self.master.filter(|_| {
+            self.last_heard
+                .is_some_and(|h| now < h.saturating_add(self.master_down_interval_ns()))
+        })
+    }
     pub fn deadline(&self) -> Option<Nanos> {
         self.deadline
     }
