@@ -48,7 +48,7 @@ impl Key {
         }
         if b.len() < MIN_KEY_LEN {
             return Err(format!(
-                "key_file {}: {} bytes; the shared key must have at least {MIN_KEY_LEN} (e.g. `openssl rand -hex 32 > {}`)",
+                "key_file {}: {} bytes; the shared key must have at least {MIN_KEY_LEN} (e.g. `(umask 077; openssl rand -hex 32 > {})`)",
                 path.display(),
                 b.len(),
                 path.display()
