@@ -407,7 +407,10 @@ impl Cluster {
         if !matches!(self.kind, Kind::Ours { .. }) {
             return Ok(m);
         }
-        let settled = wait_for(Duration::from_secs(10), || {
+        // 20 s: after a lower-priority backup took over (README, Known
+        // limits: three hosts at 10 ms adverts), two failbacks follow, each
+        // waiting for a sync and a streaming replica.
+        let settled = wait_for(Duration::from_secs(20), || {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .ok()?
