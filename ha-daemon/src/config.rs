@@ -110,16 +110,10 @@ pub struct SentinelConf {
 
 impl SentinelConf {
     pub fn read_password(&self) -> Result<Option<String>, String> {
-        let Some(f) = &self.password_file else {
-            return Ok(None);
-        };
-        let text = String::from_utf8(crate::secret::read(f, "password_file")?)
-            .map_err(|_| format!("password_file {}: not UTF-8 text", f.display()))?;
-        let pass = text.lines().next().unwrap_or("").trim_end().to_owned();
-        if pass.is_empty() {
-            return Err(format!("password_file {}: empty first line", f.display()));
-        }
-        Ok(Some(pass))
+        self.password_file
+            .as_deref()
+            .map(crate::secret::read_password)
+            .transpose()
     }
 
     /// The other daemons' endpoints: `peers`, or every instance's unicast
@@ -534,16 +528,10 @@ impl RedisConf {
 
     /// Reads the password file, if one is configured.
     pub fn read_password(&self) -> Result<Option<String>, String> {
-        let Some(f) = &self.password_file else {
-            return Ok(None);
-        };
-        let text = String::from_utf8(crate::secret::read(f, "password_file")?)
-            .map_err(|_| format!("password_file {}: not UTF-8 text", f.display()))?;
-        let pass = text.lines().next().unwrap_or("").trim_end().to_owned();
-        if pass.is_empty() {
-            return Err(format!("password_file {}: empty first line", f.display()));
-        }
-        Ok(Some(pass))
+        self.password_file
+            .as_deref()
+            .map(crate::secret::read_password)
+            .transpose()
     }
 }
 

@@ -38,6 +38,21 @@ pub fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     Ok(b)
 }
 
+/// A password file's first line (trailing blanks dropped); an empty one is
+/// an error.
+pub fn read_password(path: &Path) -> Result<String, String> {
+    let text = String::from_utf8(read(path, "password_file")?)
+        .map_err(|_| format!("password_file {}: not UTF-8 text", path.display()))?;
+    let pass = text.lines().next().unwrap_or("").trim_end().to_owned();
+    if pass.is_empty() {
+        return Err(format!(
+            "password_file {}: empty first line",
+            path.display()
+        ));
+    }
+    Ok(pass)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

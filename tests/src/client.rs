@@ -212,6 +212,39 @@ pub fn python() -> std::path::PathBuf {
 
 impl PyWriter {
     pub fn start(ns: &Netns, addr: SocketAddr, key: &str, pace: Duration) -> std::io::Result<Self> {
+        Self::spawn(
+            ns,
+            "redis_py_writer.py",
+            [
+                addr.ip().to_string(),
+                addr.port().to_string(),
+                key.to_owned(),
+            ],
+            format!("{}", pace.as_secs_f64()),
+        )
+    }
+
+    /// tests/fixtures/redis_py_sentinel_writer.py: redis-py's `Sentinel`
+    /// client asking `sentinels` for master `name`, with socket and connect
+    /// timeouts of `timeout` (zero: redis-py's defaults).
+    pub fn start_sentinel(
+        ns: &Netns,
+        sentinels: &[SocketAddr],
+        name: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let list: Vec<String> = sentinels.iter().map(|a| a.to_string()).collect();
+        Self::spawn(
+            ns,
+            "redis_py_sentinel_writer.py",
+            [list.join(","), name.to_owned(), key.to_owned()],
+            format!("{}", timeout.as_secs_f64()),
+        )
+    }
+
+    /// Runs fixture `script` with `head`, then its output file, then `last`.
+    fn spawn(ns: &Netns, script: &str, head: [String; 3], last: String) -> std::io::Result<Self> {
         let py = python();
         if !py.exists() {
             return Err(std::io::Error::other(format!(
@@ -227,53 +260,10 @@ impl PyWriter {
         ));
         let child = ns
             .command(&py.to_string_lossy())
-            .arg(crate::workspace_root().join("tests/fixtures/redis_py_writer.py"))
-            .args([
-                addr.ip().to_string(),
-                addr.port().to_string(),
-                key.to_owned(),
-                out.to_string_lossy().into_owned(),
-                format!("{}", pace.as_secs_f64()),
-            ])
-            .stdin(std::process::Stdio::null())
-            .spawn()?;
-        Ok(PyWriter { child, out })
-    }
-
-    /// tests/fixtures/redis_py_sentinel_writer.py: redis-py's `Sentinel`
-    /// client asking `sentinels` for master `name`, with socket and connect
-    /// timeouts of `timeout` (zero: redis-py's defaults).
-    pub fn start_sentinel(
-        ns: &Netns,
-        sentinels: &[SocketAddr],
-        name: &str,
-        key: &str,
-        timeout: Duration,
-    ) -> std::io::Result<Self> {
-        let py = python();
-        if !py.exists() {
-            return Err(std::io::Error::other(format!(
-                "{} missing: `cargo xtask setup` installs redis-py there",
-                py.display()
-            )));
-        }
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let out = std::env::temp_dir().join(format!(
-            "ha-pysentinel-{}-{}.txt",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let list: Vec<String> = sentinels.iter().map(|a| a.to_string()).collect();
-        let child = ns
-            .command(&py.to_string_lossy())
-            .arg(crate::workspace_root().join("tests/fixtures/redis_py_sentinel_writer.py"))
-            .args([
-                list.join(","),
-                name.to_owned(),
-                key.to_owned(),
-                out.to_string_lossy().into_owned(),
-                format!("{}", timeout.as_secs_f64()),
-            ])
+            .arg(crate::workspace_root().join("tests/fixtures").join(script))
+            .args(head)
+            .arg(&out)
+            .arg(last)
             .stdin(std::process::Stdio::null())
             .spawn()?;
         Ok(PyWriter { child, out })

@@ -32,6 +32,15 @@ fn lost(r: &Report, final_value: i64) -> i64 {
 /// drops their frames; the witness and the client still reach both), then
 /// the master host is lost: h2's Redis has missed a second of writes.
 fn cut_replication_then_lose_the_master() -> (Cluster, Writer) {
+    let (mut c, w) = cut_replication();
+    std::thread::sleep(Duration::from_secs(1));
+    c.inject(Fault::HostLost).unwrap();
+    (c, w)
+}
+
+/// Two Redis hosts (AOF) and a witness, a client writing through the VIP,
+/// and after 500 ms the link between the Redis hosts cut.
+fn cut_replication() -> (Cluster, Writer) {
     require_root();
     let c = Cluster::start_with(
         Kind::Ours { advert_ms: 10 },
@@ -44,9 +53,6 @@ fn cut_replication_then_lose_the_master() -> (Cluster, Writer) {
     let w = writer(&c);
     std::thread::sleep(Duration::from_millis(500));
     c.lan.cut(1, 2).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let mut c = c;
-    c.inject(Fault::HostLost).unwrap();
     (c, w)
 }
 
@@ -257,18 +263,7 @@ fn a_flapping_link_with_a_witness_loses_nothing_and_moves_nothing() {
 /// serving and be told so, not a timeout after 10 s.
 #[test]
 fn promote_accept_loss_on_an_emptied_master_serves_at_once() {
-    require_root();
-    let mut c = Cluster::start_with(
-        Kind::Ours { advert_ms: 10 },
-        2,
-        Quorum::Witness,
-        "has",
-        true,
-    )
-    .expect("the cluster forms");
-    let w = writer(&c);
-    std::thread::sleep(Duration::from_millis(500));
-    c.lan.cut(1, 2).unwrap();
+    let (mut c, w) = cut_replication();
     std::thread::sleep(Duration::from_millis(500));
     c.kill_redis(1);
     let _ = std::fs::remove_dir_all(c.dir.path().join("redis-r1"));

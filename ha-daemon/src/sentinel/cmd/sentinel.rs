@@ -84,24 +84,41 @@ pub fn apply(ctx: &Ctx, args: &[Vec<u8>]) -> Frame {
     }
 }
 
-fn master(ctx: &Ctx, v: &MasterView) -> Frame {
-    let flags = if v.up {
-        "master"
-    } else {
-        "s_down,o_down,master"
-    };
-    let mut f: Vec<(&str, String)> = vec![
-        ("name", v.name.clone()),
-        ("ip", v.ip.to_string()),
-        ("port", v.port.to_string()),
-        ("runid", String::new()),
+/// The fields every Sentinel instance record starts with, in its order.
+fn head(
+    name: String,
+    ip: String,
+    port: u16,
+    runid: String,
+    flags: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", name),
+        ("ip", ip),
+        ("port", port.to_string()),
+        ("runid", runid),
         ("flags", flags.into()),
         ("link-pending-commands", "0".into()),
         ("link-refcount", "1".into()),
         ("last-ping-sent", "0".into()),
         ("last-ok-ping-reply", "0".into()),
         ("last-ping-reply", "0".into()),
-    ];
+    ]
+}
+
+fn master(ctx: &Ctx, v: &MasterView) -> Frame {
+    let flags = if v.up {
+        "master"
+    } else {
+        "s_down,o_down,master"
+    };
+    let mut f = head(
+        v.name.clone(),
+        v.ip.to_string(),
+        v.port,
+        String::new(),
+        flags,
+    );
     if !v.up {
         f.push(("s-down-time", "0".into()));
         f.push(("o-down-time", "0".into()));
@@ -127,18 +144,13 @@ fn replica(m: &MasterView, r: &ReplicaView) -> Frame {
     } else {
         "s_down,slave,disconnected"
     };
-    let mut f: Vec<(&str, String)> = vec![
-        ("name", format!("{}:{}", r.ip, r.port)),
-        ("ip", r.ip.clone()),
-        ("port", r.port.to_string()),
-        ("runid", String::new()),
-        ("flags", flags.into()),
-        ("link-pending-commands", "0".into()),
-        ("link-refcount", "1".into()),
-        ("last-ping-sent", "0".into()),
-        ("last-ok-ping-reply", "0".into()),
-        ("last-ping-reply", "0".into()),
-    ];
+    let mut f = head(
+        format!("{}:{}", r.ip, r.port),
+        r.ip.clone(),
+        r.port,
+        String::new(),
+        flags,
+    );
     if !r.up {
         f.push(("s-down-time", "0".into()));
     }
@@ -160,22 +172,20 @@ fn replica(m: &MasterView, r: &ReplicaView) -> Frame {
 
 fn sentinel(peer: &std::net::SocketAddr) -> Frame {
     let id = id_for(peer);
-    Frame::record([
-        ("name", id.clone()),
-        ("ip", peer.ip().to_string()),
-        ("port", peer.port().to_string()),
-        ("runid", id),
-        ("flags", "sentinel".into()),
-        ("link-pending-commands", "0".into()),
-        ("link-refcount", "1".into()),
-        ("last-ping-sent", "0".into()),
-        ("last-ok-ping-reply", "0".into()),
-        ("last-ping-reply", "0".into()),
+    let mut f = head(
+        id.clone(),
+        peer.ip().to_string(),
+        peer.port(),
+        id,
+        "sentinel",
+    );
+    f.extend([
         ("down-after-milliseconds", "0".into()),
         ("last-hello-message", "0".into()),
         ("voted-leader", "?".into()),
         ("voted-leader-epoch", "0".into()),
-    ])
+    ]);
+    Frame::record(f)
 }
 
 #[cfg(test)]
