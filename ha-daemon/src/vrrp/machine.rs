@@ -627,8 +627,10 @@ impl Machine {
                     at,
                 },
             ) => {
-                if self.failed_master == Some(from) && priority > 0 {
-                    // Its daemon still talks, but its Redis is gone.
+                if self.failed_master == Some(from) && self.master == Some(from) && priority > 0 {
+                    // Its daemon still talks, but its Redis is gone. Only
+                    // while we still follow it: once another node took its
+                    // place, its adverts mean it is back and preempts.
                     return out;
                 }
                 self.master_priority = priority;

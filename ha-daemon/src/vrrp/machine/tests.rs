@@ -429,6 +429,27 @@ fn a_failed_master_that_comes_back_after_another_took_over_is_followed_again() {
 }
 
 #[test]
+fn a_failed_master_replaced_by_a_lower_backup_is_followed_when_it_returns() {
+    // Three nodes: A (150) loses its Redis; C (50) wins the race for its
+    // place before we (B, 100) do. When A's Redis is back and A preempts, we
+    // must follow A, not ignore its adverts as "its Redis is gone" for ever.
+    let (a, c) = ("198.18.0.2", "198.18.0.4");
+    let mut m = backup(params(Version::V3, 100, 100), 0);
+    m.handle(advert(a, 150, 100, S), S);
+    m.handle(Event::MasterFailed { from: ip(a) }, 2 * S);
+    m.handle(advert(c, 50, 100, 2 * S + 300 * MS), 2 * S + 300 * MS);
+    m.handle(advert(a, 150, 100, 2 * S + 350 * MS), 2 * S + 350 * MS);
+    for t in 3..12 {
+        m.handle(advert(a, 150, 100, t * S), t * S);
+        let acts = m.handle(Event::Timer, t * S + 500 * MS);
+        assert_eq!(changed(&acts), None, "took over at {t}.5 s");
+    }
+    assert_eq!(m.state(), State::Backup);
+    let t = m.handle(Event::Timer, m.deadline().unwrap());
+    assert_eq!(changed(&t), Some((State::Master, Reason::MasterDown)));
+}
+
+#[test]
 fn preempt_hold_follows_a_lower_master_until_released() {
     let mut m = backup(params(Version::V3, 200, 100), 0);
     m.handle(Event::PreemptHold(true), 0);
