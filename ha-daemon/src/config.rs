@@ -627,8 +627,12 @@ impl Instance {
             .collect()
     }
 
+    /// The instance's family: its VIPs', or without VIPs its unicast peers'.
     pub fn is_ipv6(&self) -> bool {
-        self.vip_list().first().is_some_and(|v| v.addr.is_ipv6())
+        match self.vip_list().first() {
+            Some(v) => v.addr.is_ipv6(),
+            None => self.unicast_peers.first().is_some_and(IpAddr::is_ipv6),
+        }
     }
 }
 
@@ -888,10 +892,24 @@ impl Config {
                     );
                 }
             }
-            if inst.vips.is_empty() {
-                return bad("vips", "at least one virtual address is needed".into());
+            if inst.vips.is_empty() && self.sentinel.is_none() {
+                return bad(
+                    "vips",
+                    "at least one virtual address is needed (or a [sentinel] endpoint, where clients find the master by asking)".into(),
+                );
             }
-            let mut fam = None;
+            if inst.vips.is_empty() && inst.redis.is_none() {
+                return bad(
+                    "vips",
+                    "empty, and no [instance.redis]: without a VIP the instance exists only to tell clients its Redis master".into(),
+                );
+            }
+            // Without VIPs (discovery through [sentinel]) the family is the
+            // unicast peers' (IPv4 when there are none).
+            let mut fam = inst
+                .vips
+                .is_empty()
+                .then(|| inst.unicast_peers.first().is_some_and(IpAddr::is_ipv6));
             for v in &inst.vips {
                 let vip = match Vip::parse(v) {
                     Ok(v) => v,
@@ -1322,5 +1340,22 @@ vips = ["10.0.0.100/24"]
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn vips_may_be_empty_only_where_clients_find_the_master_through_sentinel() {
+        let none = GOOD.replace("vips = [\"10.0.0.100/24\"]", "vips = []")
+            + "[instance.redis]\naddress = \"127.0.0.1:6379\"\n";
+        let e = parse(&none).unwrap_err();
+        assert!(
+            e.contains("vips") && e.contains("[sentinel]"),
+            "the error names the key and the way out: {e}"
+        );
+        let c = parse(&format!("{none}\n[sentinel]\nlisten = \"0.0.0.0:26379\"\n")).unwrap();
+        assert!(c.instances[0].vip_list().is_empty());
+        assert!(!c.instances[0].is_ipv6());
+        let v6 = none.replace("vips = []", "vips = []\nunicast_peers = [\"fd00::2\"]");
+        let c = parse(&format!("{v6}\n[sentinel]\nlisten = \"[::]:26379\"\n")).unwrap();
+        assert!(c.instances[0].is_ipv6(), "the family follows the peers");
     }
 }

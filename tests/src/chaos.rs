@@ -116,8 +116,11 @@ impl Operator {
         // (the first 30-minute run promoted an emptied node while the other
         // held the data, whose daemon was down then: the data's node then
         // refused to follow an empty master, rightly, and nothing settled).
-        let all: Vec<(usize, u64, bool)> = (1..=c.n)
-            .filter_map(|i| {
+        // A Redis that does not answer may hold the data: wait for it (the
+        // second 30-minute run promoted an emptied node while the full one
+        // was restarting, and lost nearly everything the run had written).
+        let Some(all) = (1..=c.n)
+            .map(|i| {
                 let keys: u64 = crate::redis::cli(c.host(i), &["DBSIZE"])
                     .ok()?
                     .trim()
@@ -128,7 +131,10 @@ impl Operator {
                     .is_some_and(|st| st["lease"]["stale"].is_object());
                 Some((i, keys, stale))
             })
-            .collect();
+            .collect::<Option<Vec<(usize, u64, bool)>>>()
+        else {
+            return;
+        };
         let Some(most) = all.iter().map(|x| x.1).max() else {
             return;
         };

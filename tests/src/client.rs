@@ -171,7 +171,7 @@ pub enum Op {
 /// A writer of any profile.
 pub enum ProfileWriter {
     Rust(Writer),
-    Py(PyWriter),
+    Py(LibWriter),
 }
 
 impl ProfileWriter {
@@ -185,7 +185,7 @@ impl ProfileWriter {
         pace: Duration,
     ) -> std::io::Result<ProfileWriter> {
         Ok(match profile {
-            Profile::RedisPy => ProfileWriter::Py(PyWriter::start(ns, addr, key, pace)?),
+            Profile::RedisPy => ProfileWriter::Py(LibWriter::start(ns, addr, key, pace)?),
             p => ProfileWriter::Rust(Writer::start_profile(ns, addr, key, p, pace)),
         })
     }
@@ -198,19 +198,39 @@ impl ProfileWriter {
     }
 }
 
+/// A client library no one here wrote, writing from a namespace:
 /// redis-py (in the venv `cargo xtask setup` makes) running
-/// tests/fixtures/redis_py_writer.py in a namespace.
-pub struct PyWriter {
+/// tests/fixtures/redis_py_writer.py, or a Sentinel-aware client
+/// (`SentinelLib`).
+pub struct LibWriter {
     child: std::process::Child,
     out: std::path::PathBuf,
 }
+
+/// The Sentinel-aware clients the discovery tests run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SentinelLib {
+    /// redis-py from PyPI (the venv).
+    RedisPy,
+    /// Debian's python3-redis.
+    DebianRedisPy,
+    /// ioredis from npm.
+    Ioredis,
+    /// node-redis (`redis`) from npm.
+    NodeRedis,
+    /// The redis crate's `sentinel` feature (tests/examples/redis_rs_sentinel_writer.rs).
+    RedisRs,
+}
+
+/// Where `cargo xtask setup` installs the npm packages.
+pub const NODE_MODULES: &str = "target/node/node_modules";
 
 /// The Python that has redis-py.
 pub fn python() -> std::path::PathBuf {
     crate::workspace_root().join("target/py/bin/python")
 }
 
-impl PyWriter {
+impl LibWriter {
     pub fn start(ns: &Netns, addr: SocketAddr, key: &str, pace: Duration) -> std::io::Result<Self> {
         Self::spawn(
             ns,
@@ -224,10 +244,11 @@ impl PyWriter {
         )
     }
 
-    /// tests/fixtures/redis_py_sentinel_writer.py: redis-py's `Sentinel`
-    /// client asking `sentinels` for master `name`, with socket and connect
-    /// timeouts of `timeout` (zero: redis-py's defaults).
+    /// A Sentinel-aware client library (`lib`) asking `sentinels` for master
+    /// `name` and writing INCR to `key`, with socket and connect timeouts of
+    /// `timeout` (zero: the library's defaults).
     pub fn start_sentinel(
+        lib: SentinelLib,
         ns: &Netns,
         sentinels: &[SocketAddr],
         name: &str,
@@ -235,9 +256,42 @@ impl PyWriter {
         timeout: Duration,
     ) -> std::io::Result<Self> {
         let list: Vec<String> = sentinels.iter().map(|a| a.to_string()).collect();
-        Self::spawn(
+        let fixtures = crate::workspace_root().join("tests/fixtures");
+        let (program, script, env): (std::path::PathBuf, Option<std::path::PathBuf>, _) = match lib
+        {
+            SentinelLib::RedisPy => (
+                python(),
+                Some(fixtures.join("redis_py_sentinel_writer.py")),
+                vec![],
+            ),
+            SentinelLib::DebianRedisPy => (
+                "/usr/bin/python3".into(),
+                Some(fixtures.join("redis_py_sentinel_writer.py")),
+                vec![],
+            ),
+            SentinelLib::Ioredis | SentinelLib::NodeRedis => (
+                "/usr/bin/node".into(),
+                Some(fixtures.join("node").join(if lib == SentinelLib::Ioredis {
+                    "ioredis_sentinel_writer.js"
+                } else {
+                    "node_redis_sentinel_writer.js"
+                })),
+                vec![(
+                    "NODE_PATH",
+                    crate::workspace_root().join(NODE_MODULES).into_os_string(),
+                )],
+            ),
+            SentinelLib::RedisRs => (
+                crate::workspace_root().join("target/debug/examples/redis_rs_sentinel_writer"),
+                None,
+                vec![],
+            ),
+        };
+        Self::spawn_program(
             ns,
-            "redis_py_sentinel_writer.py",
+            &program,
+            script,
+            env,
             [list.join(","), name.to_owned(), key.to_owned()],
             format!("{}", timeout.as_secs_f64()),
         )
@@ -245,28 +299,45 @@ impl PyWriter {
 
     /// Runs fixture `script` with `head`, then its output file, then `last`.
     fn spawn(ns: &Netns, script: &str, head: [String; 3], last: String) -> std::io::Result<Self> {
-        let py = python();
-        if !py.exists() {
+        Self::spawn_program(
+            ns,
+            &python(),
+            Some(crate::workspace_root().join("tests/fixtures").join(script)),
+            vec![],
+            head,
+            last,
+        )
+    }
+
+    fn spawn_program(
+        ns: &Netns,
+        program: &std::path::Path,
+        script: Option<std::path::PathBuf>,
+        env: Vec<(&str, std::ffi::OsString)>,
+        head: [String; 3],
+        last: String,
+    ) -> std::io::Result<Self> {
+        if !program.exists() {
             return Err(std::io::Error::other(format!(
-                "{} missing: `cargo xtask setup` installs redis-py there",
-                py.display()
+                "{} missing: `cargo xtask setup` installs the client libraries (and `cargo build -p ha-tests --examples` the Rust one)",
+                program.display()
             )));
         }
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let out = std::env::temp_dir().join(format!(
-            "ha-pywriter-{}-{}.txt",
+            "ha-libwriter-{}-{}.txt",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let child = ns
-            .command(&py.to_string_lossy())
-            .arg(crate::workspace_root().join("tests/fixtures").join(script))
+        let mut cmd = ns.command(&program.to_string_lossy());
+        cmd.args(script)
             .args(head)
             .arg(&out)
             .arg(last)
-            .stdin(std::process::Stdio::null())
-            .spawn()?;
-        Ok(PyWriter { child, out })
+            .envs(env)
+            .stdin(std::process::Stdio::null());
+        let child = cmd.spawn()?;
+        Ok(LibWriter { child, out })
     }
 
     /// Stops it and reads what it saw.
@@ -276,13 +347,20 @@ impl PyWriter {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        if let Some(dir) = std::env::var_os("HA_KEEP_CLIENT_OUTPUT") {
+            // Debugging aid: what the client wrote, traces included.
+            let _ = std::fs::copy(
+                &self.out,
+                std::path::Path::new(&dir).join(self.out.file_name().unwrap_or_default()),
+            );
+        }
         let _ = std::fs::remove_file(&self.out);
         parse_py(&text)
     }
 }
 
 /// CLOCK_MONOTONIC now, ns: what Instant and Python's monotonic_ns read.
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -15,6 +15,7 @@ pub mod impair;
 pub mod netns;
 pub mod proc;
 pub mod redis;
+pub mod resp;
 
 pub use netns::{Host, Lan, Netns, Switch};
 pub use proc::Proc;

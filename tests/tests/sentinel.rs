@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use ha_testbed::{
-    client::{PyWriter, Report},
+    client::{LibWriter, Report, SentinelLib},
     cluster::{Cluster, Fault, Quorum, SENTINEL_PORT},
     require_root, wait_for,
 };
@@ -80,7 +80,8 @@ fn discovery_through_a_fault(fault: Fault) {
             events.clone(),
         )
         .unwrap();
-    let w = PyWriter::start_sentinel(
+    let w = LibWriter::start_sentinel(
+        SentinelLib::RedisPy,
         &c.client().ns,
         &sentinels(&c),
         "vi",

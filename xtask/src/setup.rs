@@ -31,12 +31,19 @@ pub const PACKAGES: &[&str] = &[
     // A client no one here wrote (redis-py, from PyPI) for the bench.
     "python3",
     "python3-venv",
+    // Debian's own redis-py, one of the Sentinel-aware clients tested.
+    "python3-redis",
 ];
 
 /// Python packages for the bench's third client profile, in a venv of
 /// Debian's Python under target/py (the machine's own Python may differ).
 pub const PY_VENV: &str = "target/py";
 pub const PY_PACKAGES: &[(&str, &str)] = &[("redis", "8.1.0")];
+
+/// Sentinel-aware Node.js clients (npm), under target/node. Both need
+/// Node.js 20 or later.
+pub const NODE_DIR: &str = "target/node";
+pub const NODE_PACKAGES: &[(&str, &str)] = &[("ioredis", "6.1.0"), ("redis", "6.4.0")];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
@@ -47,6 +54,7 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     cargo_fuzz()?;
     python()?;
+    node()?;
     println!("==> setup: everything is installed");
     Ok(())
 }
@@ -195,6 +203,44 @@ fn python() -> Result<()> {
         "pip install (PyPI)",
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(&pins),
+    )
+}
+
+fn node() -> Result<()> {
+    let dir = crate::util::root().join(NODE_DIR);
+    let have = |name: &str, version: &str| {
+        let p = dir.join("node_modules").join(name).join("package.json");
+        std::fs::read_to_string(p).is_ok_and(|t| t.contains(&format!("\"version\": \"{version}\"")))
+    };
+    if NODE_PACKAGES.iter().all(|(n, v)| have(n, v)) {
+        println!("    Node.js packages ({NODE_DIR}): present");
+        return Ok(());
+    }
+    let version = output(Command::new("node").arg("--version")).unwrap_or_default();
+    let major: u32 = version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        bail!(
+            "Node.js 20 or later is needed for the npm Sentinel clients (ioredis, node-redis); found {:?}",
+            version.trim()
+        );
+    }
+    std::fs::create_dir_all(&dir)?;
+    let pins: Vec<String> = NODE_PACKAGES
+        .iter()
+        .map(|(n, v)| format!("{n}@{v}"))
+        .collect();
+    step(
+        "npm install (npm registry)",
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
             .args(&pins),
     )
 }

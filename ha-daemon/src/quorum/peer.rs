@@ -916,6 +916,10 @@ impl Quorum {
                     holder: newest.1,
                 });
             }
+            // At once, not with the next periodic publish (200 ms): which
+            // node is master for clients (the Sentinel face) follows the
+            // holder, and a backup learns the new one here.
+            self.publish(true);
         }
     }
 

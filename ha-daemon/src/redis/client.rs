@@ -40,6 +40,9 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// `CLIENT SETNAME` of every connection a daemon makes to a Redis.
+pub const CLIENT_NAME: &str = "ha-daemon";
+
 #[derive(Debug, thiserror::Error)]
 #[error("Redis {endpoint}: {what}: {message}")]
 pub struct RedisError {
@@ -92,6 +95,17 @@ impl Endpoint {
             .get_multiplexed_async_connection_with_config(&cfg)
             .await
             .map_err(|e| err("connect", &e))?;
+        // Named, so that disconnecting the clients of a demoted master spares
+        // the daemons' own connections; sent without waiting (the first
+        // command after it is what matters, not one more round trip).
+        let mut named = c.clone();
+        tokio::spawn(async move {
+            let _ = redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(CLIENT_NAME)
+                .query_async::<()>(&mut named)
+                .await;
+        });
         Ok(Conn {
             endpoint: self.clone(),
             c,
@@ -187,6 +201,40 @@ impl Conn {
             .map_err(|e| self.err("REPLICAOF NO ONE", e))
     }
 
+    /// Disconnects the application's clients (normal and Pub/Sub, not the
+    /// daemons' own connections or replicas), as Sentinel does after a
+    /// demotion: many clients rediscover the master only when their
+    /// connection breaks, and would otherwise write to a replica and read
+    /// READONLY errors for ever. Returns how many were closed.
+    pub async fn disconnect_clients(&mut self) -> Result<usize, RedisError> {
+        let mut ids = Vec::new();
+        for ty in ["normal", "pubsub"] {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("TYPE")
+                .arg(ty)
+                .query_async(&mut self.c)
+                .await
+                .map_err(|e| self.err("CLIENT LIST", e))?;
+            ids.extend(application_clients(&list));
+        }
+        let mut killed = 0;
+        for id in ids {
+            // One at a time: CLIENT KILL's filters AND, they do not list.
+            let n: usize = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .arg("SKIPME")
+                .arg("yes")
+                .query_async(&mut self.c)
+                .await
+                .map_err(|e| self.err("CLIENT KILL", e))?;
+            killed += n;
+        }
+        Ok(killed)
+    }
+
     /// Stops it acknowledging writes for up to `ms` (reads still served).
     pub async fn pause_writes(&mut self, ms: u64) -> Result<(), RedisError> {
         redis::cmd("CLIENT")
@@ -217,5 +265,34 @@ impl Conn {
             .await
             .map(|_| ())
             .map_err(|e| self.err("PUBLISH (stream probe)", e))
+    }
+}
+
+/// The ids in a `CLIENT LIST` reply of connections not named `CLIENT_NAME`.
+pub fn application_clients(list: &str) -> Vec<u64> {
+    list.lines()
+        .filter_map(|line| {
+            let field = |k: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+            };
+            (field("name") != Some(CLIENT_NAME))
+                .then(|| field("id")?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod client_list_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_applications_clients_are_picked() {
+        let list = "id=3 addr=127.0.0.1:4000 laddr=127.0.0.1:6379 fd=8 name=ha-daemon age=9 flags=N\n\
+                    id=7 addr=198.18.0.9:5000 laddr=198.18.0.1:6379 fd=9 name= age=1 flags=N\n\
+                    id=8 addr=198.18.0.9:5001 laddr=198.18.0.1:6379 fd=10 name=app age=1 flags=P\n\
+                    garbage\n";
+        assert_eq!(application_clients(list), vec![7, 8]);
     }
 }

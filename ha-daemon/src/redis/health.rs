@@ -197,6 +197,14 @@ pub async fn watch(
                 continue;
             }
         }
+        // Named, so a demotion's CLIENT KILL spares it; its +OK is the
+        // first line read below, skipped.
+        let name = resp(&["CLIENT", "SETNAME", super::client::CLIENT_NAME]);
+        if w.write_all(&name).await.is_err() {
+            let _ = tx.send(Check::Gone).await;
+            continue;
+        }
+        let mut name_reply = true;
         // A PING every interval while the last one was answered; with one
         // outstanding, each whole interval since the last answer is one
         // failed check (so `fall` of them are `fall` intervals of silence,
@@ -233,6 +241,7 @@ pub async fn watch(
                             if tx.send(Check::Gone).await.is_err() { return; }
                             break;
                         }
+                        Ok(_) if std::mem::take(&mut name_reply) => line.clear(),
                         Ok(_) => {
                             let c = if line.starts_with("+PONG") { Check::Ok } else { Check::Failed };
                             outstanding = false;

@@ -530,8 +530,21 @@ impl Agent {
             return Ok(());
         };
         c.replicaof(&peer.host, peer.port).await?;
+        // A demoted master's clients still write here; those that rediscover
+        // only on a broken connection (most Sentinel-aware ones) must see one.
+        let disconnected = match local_role {
+            Role::Master { .. } => Some(c.disconnect_clients().await),
+            _ => None,
+        };
         let was = local_role.name();
         tracing::info!(instance = %self.instance, "local Redis ({was}) now replicates from {peer}");
+        match disconnected {
+            Some(Ok(n)) => {
+                tracing::info!(instance = %self.instance, "disconnected {n} clients of the demoted master")
+            }
+            Some(Err(e)) => tracing::warn!(instance = %self.instance, "{e}"),
+            None => {}
+        }
         self.set_status(|r| {
             r.guard = None;
             r.last_action = Some(format!("REPLICAOF {peer} (was {was})"));

@@ -30,6 +30,20 @@ pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must take its replies within this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a question about the master waits while this daemon knows no
+/// live master (`hold`).
+pub const HOLD: Duration = Duration::from_millis(40);
+
+/// While this daemon knows no live master — most often a takeover in
+/// flight, a few ms to tens of ms — a question about it waits up to `HOLD`
+/// for the outcome rather than answering "down" at once: some clients
+/// sleep on "down" (node-redis: 1 s) where the answer a moment later names
+/// the new master. Short enough for clients with 50 ms timeouts.
+async fn hold(ctx: &Ctx) {
+    let mut views = ctx.views.subscribe();
+    let _ = tokio::time::timeout(HOLD, views.wait_for(|v| v.iter().all(|m| m.up))).await;
+}
+
 pub async fn run(stream: TcpStream, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
     struct Count(Arc<Ctx>);
     impl Drop for Count {
@@ -55,6 +69,9 @@ pub async fn run(stream: TcpStream, ctx: Arc<Ctx>, mut shutdown: watch::Receiver
             match parse(&buf) {
                 Ok(Some((args, used))) => {
                     buf.drain(..used);
+                    if cmd::sentinel::asks_for_master(&args) {
+                        hold(&ctx).await;
+                    }
                     for f in cmd::apply(&ctx, &mut s, &args) {
                         f.encode(s.proto, &mut out);
                     }

@@ -52,6 +52,8 @@ pub struct Ctx {
     pub started: Instant,
     pub next_id: AtomicU64,
     pub conns: AtomicUsize,
+    /// At most this many clients at once (`connection_budget`).
+    pub max_conns: usize,
 }
 
 impl Ctx {
@@ -72,6 +74,7 @@ impl Ctx {
             started: Instant::now(),
             next_id: AtomicU64::new(1),
             conns: AtomicUsize::new(0),
+            max_conns: server::MAX_CONNECTIONS,
         }
     }
 
@@ -147,6 +150,42 @@ pub async fn bind(conf: &crate::config::SentinelConf) -> std::io::Result<tokio::
     tokio::net::TcpListener::bind(conf.listen).await
 }
 
+/// File descriptors the daemon keeps for itself (sockets, netlink, BPF maps,
+/// Redis connections, logs) whatever the Sentinel face's clients take.
+const RESERVED_FDS: u64 = 512;
+
+/// How many clients the face may hold: Sentinel's 10,000, within the open
+/// file limit (raised to its hard limit first, as Redis does for
+/// maxclients: systemd starts services with a soft limit of 1,024), so a
+/// flood of connections cannot take the descriptors failover needs.
+pub fn connection_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max.min(1 << 20),
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = want.rlim_cur;
+            }
+        }
+    }
+    let budget = lim.rlim_cur.saturating_sub(RESERVED_FDS) as usize;
+    if budget < server::MAX_CONNECTIONS {
+        tracing::warn!(
+            "sentinel: the open file limit ({}) leaves room for {budget} clients (Sentinel's default is {}); raise LimitNOFILE",
+            lim.rlim_cur,
+            server::MAX_CONNECTIONS
+        );
+    }
+    budget.min(server::MAX_CONNECTIONS)
+}
+
 /// Starts the face on `listener` once the instances are registered in
 /// `status` (their addresses name this endpoint when `listen` is a
 /// wildcard).
@@ -170,11 +209,13 @@ pub fn start(
         .iter()
         .filter_map(|i| Some((i.name.clone(), i.redis.as_ref()?.port)))
         .collect();
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         SocketAddr::new(ip, conf.listen.port()),
         password,
         conf.peer_endpoints(instances),
-    ));
+    );
+    ctx.max_conns = connection_budget();
+    let ctx = Arc::new(ctx);
     tracing::info!(
         "sentinel: listening on {} (myid {}), {} instance(s), {} other daemon(s)",
         conf.listen,

@@ -17,7 +17,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::Re
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((mut stream, _)) => {
-                    if ctx.conns.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    if ctx.conns.fetch_add(1, Ordering::Relaxed) >= ctx.max_conns {
                         ctx.conns.fetch_sub(1, Ordering::Relaxed);
                         let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
                         let _ = stream.shutdown().await;

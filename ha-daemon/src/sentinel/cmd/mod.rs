@@ -10,7 +10,7 @@ mod hello;
 mod info;
 mod ping;
 mod role;
-mod sentinel;
+pub mod sentinel;
 pub mod subscribe;
 
 /// What one connection carries between commands.

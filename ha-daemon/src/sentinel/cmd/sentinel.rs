@@ -11,6 +11,17 @@ use crate::sentinel::{
     model::{MasterView, ReplicaView},
 };
 
+/// `SENTINEL MASTER|MASTERS|GET-MASTER-ADDR-BY-NAME ...`: the questions
+/// whose answer names the master (the connection may hold them briefly).
+pub fn asks_for_master(args: &[Vec<u8>]) -> bool {
+    args.len() >= 2
+        && lower(&args[0]) == "sentinel"
+        && matches!(
+            lower(&args[1]).as_str(),
+            "master" | "masters" | "get-master-addr-by-name"
+        )
+}
+
 pub fn apply(ctx: &Ctx, args: &[Vec<u8>]) -> Frame {
     let Some(sub) = args.first() else {
         return super::wrong_args("sentinel");
