@@ -32,6 +32,12 @@ pub enum Kind {
     Keepalived {
         advert_ms: u32,
     },
+    /// Real Redis Sentinel (Debian's `redis-server --sentinel`): one on each
+    /// Redis host and one on the client host, quorum 2, no VIP: clients
+    /// find the master by asking.
+    Sentinel {
+        down_after_ms: u32,
+    },
 }
 
 impl Kind {
@@ -39,6 +45,9 @@ impl Kind {
         match self {
             Kind::Ours { advert_ms } => format!("ha-daemon {advert_ms} ms"),
             Kind::Keepalived { advert_ms } => format!("keepalived {advert_ms} ms"),
+            Kind::Sentinel { down_after_ms } => {
+                format!("Redis Sentinel ×3, down-after {down_after_ms} ms")
+            }
         }
     }
 }
@@ -139,14 +148,15 @@ impl Fault {
 
 enum Node {
     Ours(Daemon),
-    Keepalived(Proc),
+    /// keepalived, or a real Sentinel.
+    Other(Proc),
 }
 
 impl Node {
     fn proc(&mut self) -> &mut Proc {
         match self {
             Node::Ours(d) => &mut d.proc,
-            Node::Keepalived(p) => p,
+            Node::Other(p) => p,
         }
     }
 }
@@ -183,6 +193,8 @@ pub struct Cluster {
     /// The VIP is configured (false: `vips = []`, clients find the master
     /// through `[sentinel]`; "holds the VIP" then means "is VRRP master").
     pub vip: bool,
+    /// Kind::Sentinel: the Sentinel on the client host.
+    client_sentinel: Option<Proc>,
 }
 
 /// The port of the test clusters' Sentinel endpoints.
@@ -317,6 +329,12 @@ impl Cluster {
         if matches!(kind, Kind::Keepalived { .. }) && quorum != Quorum::Off {
             bail!("keepalived has no quorum");
         }
+        if matches!(kind, Kind::Sentinel { .. }) && (quorum != Quorum::Off || n != 2) {
+            bail!(
+                "the real Sentinel set-up is 2 Redis hosts and three Sentinels, no quorum of ours"
+            );
+        }
+        let vip = vip && !matches!(kind, Kind::Sentinel { .. });
         if quorum == Quorum::Majority && n < 3 {
             bail!("a majority among the Redis hosts needs 3 of them");
         }
@@ -347,6 +365,7 @@ impl Cluster {
             env,
             sentinel,
             vip,
+            client_sentinel: None,
         };
         for i in 1..=n {
             c.start_redis(i, i > 1)?;
@@ -357,8 +376,61 @@ impl Cluster {
         for i in 1..=n {
             c.start_node(i)?;
         }
+        if let Kind::Sentinel { down_after_ms } = kind {
+            // The third Sentinel, on the client host (an application server).
+            let p = c.spawn_sentinel(n + 1, down_after_ms)?;
+            c.client_sentinel = Some(p);
+            c.wait_sentinels()?;
+        }
         c.wait_healthy(Some(1), Duration::from_secs(15))?;
         Ok(c)
+    }
+
+    /// `redis-server --sentinel` on host `i` (the client host is n + 1),
+    /// monitoring h1 as `vi` with quorum 2.
+    fn spawn_sentinel(&self, i: usize, down_after_ms: u32) -> Result<Proc> {
+        let host = self.lan.host(i);
+        let conf = self.dir.path().join(format!("sentinel-h{i}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {SENTINEL_PORT}\nbind {}\ndir {}\nsentinel monitor vi {} 6379 2\n\
+                 sentinel down-after-milliseconds vi {down_after_ms}\nsentinel failover-timeout vi 10000\n\
+                 sentinel parallel-syncs vi 1\n",
+                host.addr4,
+                self.dir.path().display(),
+                self.lan.host(1).addr4,
+            ),
+        )?;
+        let mut cmd = host.ns.command("redis-server");
+        cmd.arg(&conf).arg("--sentinel");
+        let log = self.dir.path().join(format!("sentinel-h{i}.log"));
+        host.ns.spawn(&format!("sentinel h{i}"), cmd, log)
+    }
+
+    /// Until every Sentinel knows the two others and the replica (hello
+    /// messages go every 2 s).
+    fn wait_sentinels(&self) -> Result<()> {
+        let port = SENTINEL_PORT.to_string();
+        let ready = wait_for(Duration::from_secs(20), || {
+            (1..=self.n + 1)
+                .all(|i| {
+                    let h = self.lan.host(i).addr4.to_string();
+                    let ask = |args: &[&str]| {
+                        let mut all = vec!["-h", h.as_str(), "-p", port.as_str()];
+                        all.extend_from_slice(args);
+                        self.client().ns.exec("redis-cli", &all).unwrap_or_default()
+                    };
+                    ask(&["SENTINEL", "CKQUORUM", "vi"]).starts_with("OK 3 usable")
+                        && ask(&["SENTINEL", "REPLICAS", "vi"]).contains("slave")
+                })
+                .then_some(())
+        });
+        anyhow::ensure!(
+            ready.is_some(),
+            "the three Sentinels did not find each other within 20 s"
+        );
+        Ok(())
     }
 
     /// Waits until one host holds the VIP (`master`, if given), its Redis is
@@ -645,7 +717,7 @@ impl Cluster {
     pub fn node_log(&self, i: usize) -> String {
         match self.nodes.get(i - 1).and_then(|n| n.as_ref()) {
             Some(Node::Ours(d)) => d.proc.log(),
-            Some(Node::Keepalived(p)) => p.log(),
+            Some(Node::Other(p)) => p.log(),
             None => String::new(),
         }
     }
@@ -711,6 +783,7 @@ impl Cluster {
                 &[],
                 &env,
             )?),
+            Kind::Sentinel { down_after_ms } => Node::Other(self.spawn_sentinel(i, down_after_ms)?),
             Kind::Keepalived { advert_ms } => {
                 let peer = self.host(3 - i).addr4;
                 let script = |name: &str, body: &str| -> Result<String> {
@@ -736,7 +809,7 @@ impl Cluster {
                     priority(i),
                     advert_ms as f64 / 1000.0
                 );
-                Node::Keepalived(crate::daemon::keepalived(
+                Node::Other(crate::daemon::keepalived(
                     self.lan.host(i),
                     self.dir.path(),
                     &format!("ka{i}"),
@@ -753,6 +826,10 @@ impl Cluster {
         (1..=self.n).find(|&i| self.holds_vip(i))
     }
     pub fn holds_vip(&self, i: usize) -> bool {
+        if matches!(self.kind, Kind::Sentinel { .. }) {
+            // No VIP, no status: the master is the Redis that says it is.
+            return self.role(i).as_deref() == Some("master");
+        }
         if !self.vip {
             return self.status(i).is_some_and(|s| s["state"] == "Master");
         }
@@ -819,6 +896,7 @@ impl Cluster {
         let comm = match self.kind {
             Kind::Ours { .. } => "ha-daemon",
             Kind::Keepalived { .. } => "keepalived",
+            Kind::Sentinel { .. } => "redis-server",
         };
         let pids = crate::netns::run(std::process::Command::new("ip").args([
             "netns",
@@ -846,7 +924,7 @@ impl Cluster {
     pub fn daemon(&self, i: usize) -> Option<&Daemon> {
         match self.nodes.get(i - 1)?.as_ref()? {
             Node::Ours(d) => Some(d),
-            Node::Keepalived(_) => None,
+            Node::Other(_) => None,
         }
     }
 
@@ -854,7 +932,7 @@ impl Cluster {
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
         match self.nodes.get(i - 1)?.as_ref()? {
             Node::Ours(d) => d.instance("vi"),
-            Node::Keepalived(_) => None,
+            Node::Other(_) => None,
         }
     }
 
@@ -862,7 +940,7 @@ impl Cluster {
     pub fn status_file(&self, i: usize) -> Option<std::path::PathBuf> {
         match self.nodes.get(i - 1)?.as_ref()? {
             Node::Ours(d) => Some(d.run_dir.join("status.json")),
-            Node::Keepalived(_) => None,
+            Node::Other(_) => None,
         }
     }
 
@@ -870,14 +948,14 @@ impl Cluster {
     pub fn pin_dir(&self, i: usize) -> Option<std::path::PathBuf> {
         match self.nodes.get(i - 1)?.as_ref()? {
             Node::Ours(d) => Some(d.pin_dir.clone()),
-            Node::Keepalived(_) => None,
+            Node::Other(_) => None,
         }
     }
 
     pub fn config(&self, i: usize) -> Option<std::path::PathBuf> {
         match self.nodes.get(i - 1)?.as_ref()? {
             Node::Ours(d) => Some(d.config.clone()),
-            Node::Keepalived(_) => None,
+            Node::Other(_) => None,
         }
     }
 
@@ -892,7 +970,10 @@ impl Cluster {
                         .map(|t| t.iter().filter(|x| x["to"] == "Master").count())
                 })
                 .unwrap_or(0),
-            Some(Node::Keepalived(p)) => p.log().matches("Entering MASTER STATE").count(),
+            Some(Node::Other(p)) => {
+                p.log().matches("Entering MASTER STATE").count()
+                    + p.log().matches("+switch-master").count()
+            }
             None => 0,
         }
     }
@@ -1163,6 +1244,60 @@ pub fn run_fault(kind: Kind, fault: Fault, prefix: &str, settle: Duration) -> Re
 /// three share the client host's CPU without starving the cluster; well
 /// below the gaps measured (tens of ms).
 pub const PACE: Duration = Duration::from_micros(500);
+
+/// One fault on a fresh two-host cluster without a VIP, as a
+/// Sentinel-aware client sees it: redis-py's `Sentinel` (50 ms timeouts)
+/// asking ha-daemon's `[sentinel]` faces (`Kind::Ours`, with a witness) or
+/// three real Sentinels (`Kind::Sentinel`). Two writable masters are not
+/// sampled here (no VIP to watch).
+pub fn run_discovery_fault(
+    kind: Kind,
+    fault: Fault,
+    prefix: &str,
+    settle: Duration,
+) -> Result<Outcome> {
+    let real = matches!(kind, Kind::Sentinel { .. });
+    let mut c = if real {
+        Cluster::start_all(
+            crate::Switch::Nic,
+            kind,
+            2,
+            Quorum::Off,
+            0,
+            prefix,
+            false,
+            Default::default(),
+            None,
+            false,
+        )?
+    } else {
+        Cluster::start_discovery(2, Quorum::Witness, prefix)?
+    };
+    // The Sentinels: the daemons on the Redis hosts, or the three real ones.
+    let faces: Vec<SocketAddr> = (1..=c.n + usize::from(real))
+        .map(|i| SocketAddr::new(c.lan.host(i).addr4.into(), SENTINEL_PORT))
+        .collect();
+    let w = client::LibWriter::start_sentinel(
+        client::SentinelLib::RedisPy,
+        &c.client().ns,
+        &faces,
+        "vi",
+        "counter",
+        Duration::from_millis(50),
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let fault_at = Instant::now();
+    c.inject(fault)?;
+    std::thread::sleep(settle);
+    let end = Instant::now();
+    let r = w.stop();
+    let m = c.vip_holder().context("no master at the end")?;
+    let final_value = redis::cli(c.host(m), &["GET", "counter"])?
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    Ok(judge(&r, fault_at, end, final_value, Duration::ZERO))
+}
 
 /// The same with one client per profile, side by side on the client host
 /// (each on its own key); `None` is the tests' own writer (200 ms connect,

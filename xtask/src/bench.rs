@@ -16,6 +16,7 @@ pub struct Options {
     pub svg: Option<PathBuf>,
     /// Only the faults (skip the busy, hostile and idle cases).
     pub faults_only: bool,
+    pub discovery_only: bool,
 }
 
 /// `cargo run --release` of one of tests/examples, arguments to follow.
@@ -40,7 +41,9 @@ pub fn run(o: Options) -> Result<()> {
     }
     setup::run()?;
     build::all(true)?;
-    step("XDP cost per packet", &mut example("xdp_cost"))?;
+    if !o.discovery_only {
+        step("XDP cost per packet", &mut example("xdp_cost"))?;
+    }
     let mut cmd = example("failover_bench");
     cmd.args(["--runs", &o.runs.to_string()])
         // The cluster runs the release daemon, as users would.
@@ -53,6 +56,9 @@ pub fn run(o: Options) -> Result<()> {
     }
     if o.faults_only {
         cmd.arg("--faults-only");
+    }
+    if o.discovery_only {
+        cmd.arg("--discovery-only");
     }
     step(
         "failover as a client sees it, ha-daemon and keepalived",

@@ -51,6 +51,10 @@ enum Task {
         /// Only the faults: skip the busy, hostile and idle cases (~4 min).
         #[arg(long)]
         faults_only: bool,
+        /// Only discovery without a VIP: ha-daemon's [sentinel] faces beside
+        /// three real Sentinels, through redis-py's Sentinel client (~6 min).
+        #[arg(long)]
+        discovery_only: bool,
     },
     /// A live Redis HA cluster in namespaces (root): faults one after another,
     /// each with its timeline, write gap and lost writes. `lab down` removes
@@ -119,11 +123,13 @@ fn main() {
             json,
             svg,
             faults_only,
+            discovery_only,
         } => bench::run(bench::Options {
             runs,
             json,
             svg,
             faults_only,
+            discovery_only,
         }),
         Task::Lab {
             action,

@@ -669,6 +669,14 @@ impl Agent {
         self.promoted.send_modify(|n| *n += 1);
         let me = self.self_addr.to_string();
         let repointed = oc.replicaof(&me, self.cfg.port).await;
+        // Its clients (paused until now) are cut off rather than answered
+        // READONLY: most Sentinel-aware ones ask again only on a broken
+        // connection. Its own daemon would not see the demotion (it finds
+        // its Redis a replica already).
+        let disconnected = match &repointed {
+            Ok(()) => Some(oc.disconnect_clients().await),
+            Err(_) => None,
+        };
         let pause = start.elapsed();
         let lag = target.saturating_sub(caught);
         if lag == 0 {
@@ -677,6 +685,13 @@ impl Agent {
             tracing::error!(instance = %self.instance, "promoted the local Redis after {pause:?} still {lag} bytes behind the old master {old}: its last writes are lost");
         }
         repointed?;
+        match disconnected {
+            Some(Ok(n)) => {
+                tracing::info!(instance = %self.instance, "disconnected {n} clients of the old master {old}")
+            }
+            Some(Err(e)) => tracing::warn!(instance = %self.instance, "{e}"),
+            None => {}
+        }
         self.set_status(|r| {
             r.promotions += 1;
             r.last_pause_ms = Some(pause.as_millis() as u64);
