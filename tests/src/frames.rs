@@ -12,20 +12,8 @@ pub const MCAST4_MAC: [u8; 6] = [0x01, 0, 0x5e, 0, 0, 0x12];
 /// 33:33:00:00:00:12, the Ethernet group of ff02::12.
 pub const MCAST6_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 0x12];
 
-/// Internet checksum (RFC 1071) over `data`, starting from `sum`.
-pub fn checksum(mut sum: u32, data: &[u8]) -> u16 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// Internet checksum (RFC 1071) over `data`, starting from `sum`: the daemon's.
+pub use ha_daemon::net::checksum::checksum;
 
 fn pseudo_sum(parts: &[&[u8]]) -> u32 {
     let mut sum = 0u32;

@@ -4,6 +4,7 @@
 //! pnet's channel blocks, and an open AF_PACKET socket copies every received
 //! frame, so each instance has its own thread that opens the channel for a
 //! burst and closes it afterwards; the async side only queues requests.
+use super::checksum;
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::{
@@ -169,20 +170,13 @@ pub fn unsolicited_na(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> 
     icmp.extend_from_slice(&target.octets());
     icmp.extend_from_slice(&[2, 1]);
     icmp.extend_from_slice(&mac);
-    let mut sum: u32 = 0;
-    for chunk in src
-        .octets()
-        .chunks(2)
-        .chain(dst.octets().chunks(2))
-        .chain(icmp.chunks(2))
-    {
-        sum += u32::from(u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]));
-    }
-    sum += icmp.len() as u32 + 58;
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    // The ICMPv6 pseudo-header: source, destination, length, next header.
+    let pseudo = checksum::sum(
+        checksum::sum(icmp.len() as u32 + 58, &src.octets()),
+        &dst.octets(),
+    );
+    let c = checksum::checksum(pseudo, &icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let mut f = Vec::with_capacity(14 + 40 + icmp.len());
     f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
     f.extend_from_slice(&mac);
@@ -218,19 +212,11 @@ mod tests {
         let f = unsolicited_na(mac, src, "fd18::100".parse().unwrap());
         let icmp = &f[54..];
         let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-        let mut sum: u32 = icmp.len() as u32 + 58;
-        for c in src
-            .octets()
-            .chunks(2)
-            .chain(dst.octets().chunks(2))
-            .chain(icmp.chunks(2))
-        {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        assert_eq!(sum, 0xffff);
+        let pseudo = checksum::sum(
+            checksum::sum(icmp.len() as u32 + 58, &src.octets()),
+            &dst.octets(),
+        );
+        assert_eq!(checksum::checksum(pseudo, icmp), 0);
         assert_eq!(icmp[0], 136);
         assert_eq!(icmp[4] & 0x20, 0x20, "override flag");
     }

@@ -32,19 +32,7 @@ const PAUSE: std::time::Duration = std::time::Duration::from_micros(100);
 const BACKOFF: std::time::Duration = std::time::Duration::from_micros(500);
 const STALL: std::time::Duration = std::time::Duration::from_millis(200);
 
-fn sum16(data: &[u8], mut sum: u32) -> u32 {
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+use crate::net::checksum::{fold, sum};
 
 /// The tickle from `vip:port` to `client`, IPv4 and TCP headers.
 pub fn packet(vip: Ipv4Addr, port: u16, client: Ipv4Addr, client_port: u16) -> [u8; 40] {
@@ -56,7 +44,7 @@ pub fn packet(vip: Ipv4Addr, port: u16, client: Ipv4Addr, client_port: u16) -> [
     p[9] = 6;
     p[12..16].copy_from_slice(&vip.octets());
     p[16..20].copy_from_slice(&client.octets());
-    let c = fold(sum16(&p[..20], 0));
+    let c = fold(sum(0, &p[..20]));
     p[10..12].copy_from_slice(&c.to_be_bytes());
     let t = &mut p[20..];
     t[0..2].copy_from_slice(&port.to_be_bytes());
@@ -65,10 +53,10 @@ pub fn packet(vip: Ipv4Addr, port: u16, client: Ipv4Addr, client_port: u16) -> [
     t[12] = 5 << 4;
     t[13] = 0x10;
     t[14..16].copy_from_slice(&WINDOW.to_be_bytes());
-    let mut ps = sum16(&vip.octets(), 0);
-    ps = sum16(&client.octets(), ps);
+    let mut ps = sum(0, &vip.octets());
+    ps = sum(ps, &client.octets());
     ps += 6 + 20;
-    let c = fold(sum16(t, ps));
+    let c = fold(sum(ps, t));
     t[16..18].copy_from_slice(&c.to_be_bytes());
     p
 }
@@ -220,10 +208,10 @@ mod tests {
             Ipv4Addr::new(198, 18, 0, 50),
             40000,
         );
-        assert_eq!(fold(sum16(&p[..20], 0)), 0, "IP checksum");
-        let mut ps = sum16(&p[12..20], 0);
+        assert_eq!(fold(sum(0, &p[..20])), 0, "IP checksum");
+        let mut ps = sum(0, &p[12..20]);
         ps += 6 + 20;
-        assert_eq!(fold(sum16(&p[20..], ps)), 0, "TCP checksum");
+        assert_eq!(fold(sum(ps, &p[20..])), 0, "TCP checksum");
         assert_eq!(&p[24..32], &[0; 8], "seq and ack 0");
         assert_eq!(p[33], 0x10, "ACK only");
         assert_eq!(u16::from_be_bytes([p[34], p[35]]), WINDOW);

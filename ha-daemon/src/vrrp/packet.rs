@@ -86,24 +86,7 @@ impl PacketError {
     }
 }
 
-/// Internet checksum (RFC 1071) of `data`, continuing from the partial sum `acc`.
-fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
-    let mut it = data.chunks_exact(2);
-    for c in &mut it {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = it.remainder() {
-        acc += u32::from(*b) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
+use crate::net::checksum::{fold, sum as ones_sum};
 
 /// The sum of the pseudo-header v3 checksums cover (RFC 5798 section 5.2.8).
 fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> Result<u32, PacketError> {
