@@ -13,6 +13,7 @@ pub mod net;
 pub mod notify;
 pub mod quorum;
 pub mod redis;
+pub mod resp;
 pub mod secret;
 pub mod sentinel;
 pub mod status;

@@ -407,11 +407,7 @@ pub struct Writer {
 }
 
 fn cmd(args: &[&str]) -> Vec<u8> {
-    let mut v = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        v.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    v
+    crate::resp::command(args)
 }
 
 /// Sends one command and reads a one-line reply (integer, status or error).

@@ -96,13 +96,18 @@ fn read_at(r: &mut dyn BufRead, depth: usize) -> std::io::Result<Reply> {
     })
 }
 
-/// Sends one command (as a RESP array of bulk strings).
+/// One command as Redis reads it (an array of bulk strings), by the
+/// daemon's own encoder.
+pub fn command(args: &[&str]) -> Vec<u8> {
+    use ha_daemon::resp::Frame;
+    let mut b = Vec::new();
+    Frame::Array(args.iter().map(Frame::bulk).collect()).encode(2, &mut b);
+    b
+}
+
+/// Sends one command.
 pub fn send(w: &mut impl Write, args: &[&str]) -> std::io::Result<()> {
-    let mut b = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    w.write_all(&b)
+    w.write_all(&command(args))
 }
 
 impl Reply {

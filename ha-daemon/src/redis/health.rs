@@ -286,13 +286,11 @@ pub async fn answers(
     matches!(tokio::time::timeout(timeout, check).await, Ok(Ok(true)))
 }
 
+/// A command as Redis reads it: an array of bulk strings.
 fn resp(args: &[&str]) -> Vec<u8> {
-    let mut v = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        v.extend_from_slice(a.as_bytes());
-        v.extend_from_slice(b"\r\n");
-    }
+    let mut v = Vec::new();
+    crate::resp::Frame::Array(args.iter().map(crate::resp::Frame::bulk).collect())
+        .encode(2, &mut v);
     v
 }
 

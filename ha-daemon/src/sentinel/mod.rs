@@ -25,7 +25,8 @@ use crate::status::Shared;
 
 pub mod cmd;
 pub mod connection;
-pub mod frame;
+/// The RESP encoder, shared with the daemon's own Redis commands.
+pub use crate::resp as frame;
 pub mod glob;
 pub mod model;
 pub mod parse;

@@ -1,6 +1,8 @@
-//! Replies, rendered per connection in the protocol it negotiated (`HELLO
-//! 2|3`): a map is a flat array in RESP2, a push an array, a null `$-1` or
-//! `*-1` (RESP2) or `_` (RESP3). Hand-written rather than a RESP crate:
+//! RESP frames: the Sentinel face's replies, rendered per connection in
+//! the protocol it negotiated (`HELLO 2|3`), and the commands the health
+//! watcher writes to Redis (an array of bulk strings). A map is a flat
+//! array in RESP2, a push an array, a null `$-1` or `*-1` (RESP2) or `_`
+//! (RESP3). Hand-written rather than a RESP crate:
 //! Sentinel's exact shapes (bulk-string numbers, the null array, maps
 //! flattened in RESP2) are the point, and the encoder is 60 lines.
 use std::io::Write as _;
