@@ -335,6 +335,42 @@ enum Command {
     },
     /// Print the version and how this binary was built (with or without XDP).
     BuildInfo,
+    /// Write the manual pages (ha-daemon(8), one per subcommand) and shell
+    /// completions (bash, zsh, fish) into DIR, generated from these command
+    /// definitions; for packaging.
+    Generate {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
+    },
+}
+
+/// Man pages in section 8 (system administration), one per subcommand as
+/// `git` has, and completions for the shells Debian ships.
+fn generate(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![cmd.clone()];
+    pages.extend(cmd.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    for page in pages {
+        let path = clap_mangen::Man::new(page)
+            .section("8")
+            .manual("ha-daemon")
+            .generate_to(dir)
+            .with_context(|| format!("writing a man page into {}", dir.display()))?;
+        println!("{}", path.display());
+    }
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let path = clap_complete::generate_to(shell, &mut cmd, "ha-daemon", dir)
+            .with_context(|| format!("writing {shell} completions into {}", dir.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 const DEFAULT_WITNESS_PATH: &str = "/etc/ha-daemon/witness.toml";
@@ -581,6 +617,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Generate { dir } => generate(&dir),
         Command::ImportKeepalived { file, output, node } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;

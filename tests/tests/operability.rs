@@ -533,3 +533,65 @@ fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait(), Some(0), "{}", p.log());
 }
+
+/// `ha-daemon generate DIR`: a man page in section 8 for the command and
+/// each subcommand, which groff renders without a warning, and completions
+/// for bash (valid syntax), zsh and fish that know the subcommands.
+#[test]
+fn man_pages_and_completions_are_generated_from_the_command_definitions() {
+    let dir = TempDir::new("hgen").unwrap();
+    let out = std::process::Command::new(ha_testbed::daemon::binary())
+        .arg("generate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "ha-daemon",
+        "ha-daemon-run",
+        "ha-daemon-witness",
+        "ha-daemon-check-config",
+        "ha-daemon-status",
+        "ha-daemon-switchover",
+        "ha-daemon-promote",
+        "ha-daemon-inspect",
+        "ha-daemon-import-keepalived",
+    ] {
+        let path = dir.path().join(format!("{page}.8"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}.8: {e}"));
+        assert!(text.contains(".TH"), "{page}.8 is a man page");
+        let g = std::process::Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(&path)
+            .output()
+            .expect("groff (groff-base) renders man pages");
+        assert!(
+            g.status.success() && g.stderr.is_empty(),
+            "{page}.8: {}",
+            String::from_utf8_lossy(&g.stderr)
+        );
+    }
+    let main = std::fs::read_to_string(dir.path().join("ha-daemon.8")).unwrap();
+    assert!(
+        main.contains("switchover") && main.contains("witness"),
+        "the subcommands are listed"
+    );
+    let bash = dir.path().join("ha-daemon.bash");
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&bash)
+        .status()
+        .unwrap();
+    assert!(check.success(), "the bash completion parses");
+    for f in ["ha-daemon.bash", "_ha-daemon", "ha-daemon.fish"] {
+        let t = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert!(
+            t.contains("switchover") && t.contains("accept-loss"),
+            "{f} completes subcommands and flags"
+        );
+    }
+}

@@ -33,6 +33,8 @@ pub const PACKAGES: &[&str] = &[
     "python3-venv",
     // Debian's own redis-py, one of the Sentinel-aware clients tested.
     "python3-redis",
+    // groff checks the generated man pages.
+    "groff-base",
 ];
 
 /// Python packages for the bench's third client profile, in a venv of
