@@ -1,6 +1,10 @@
 //! systemd's notify protocol (`Type=notify`): READY, STATUS, RELOADING,
 //! STOPPING and the watchdog, as datagrams on `$NOTIFY_SOCKET`. Without
 //! that variable (not started by systemd) every call does nothing.
+//!
+//! Hand-written (20 lines) rather than the `sd-notify` crate: its 0.5.0
+//! connects to `$NOTIFY_SOCKET` as a path, so an abstract socket (`@...`,
+//! which systemd gives services in some containers) is never reached.
 use std::{os::unix::net::UnixDatagram, time::Duration};
 
 use crate::status::Shared;
