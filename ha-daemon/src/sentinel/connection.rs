@@ -39,9 +39,14 @@ pub const HOLD: Duration = Duration::from_millis(40);
 /// for the outcome rather than answering "down" at once: some clients
 /// sleep on "down" (node-redis: 1 s) where the answer a moment later names
 /// the new master. Short enough for clients with 50 ms timeouts.
-async fn hold(ctx: &Ctx) {
+async fn hold(ctx: &Ctx, name: Option<&[u8]>) {
     let mut views = ctx.views.subscribe();
-    let _ = tokio::time::timeout(HOLD, views.wait_for(|v| v.iter().all(|m| m.up))).await;
+    let asked = |v: &Vec<super::model::MasterView>| {
+        v.iter()
+            .filter(|m| name.is_none_or(|n| m.name.as_bytes() == n))
+            .all(|m| m.up)
+    };
+    let _ = tokio::time::timeout(HOLD, views.wait_for(asked)).await;
 }
 
 pub async fn run(stream: TcpStream, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
@@ -69,8 +74,8 @@ pub async fn run(stream: TcpStream, ctx: Arc<Ctx>, mut shutdown: watch::Receiver
             match parse(&buf) {
                 Ok(Some((args, used))) => {
                     buf.drain(..used);
-                    if cmd::sentinel::asks_for_master(&args) {
-                        hold(&ctx).await;
+                    if let Some(name) = cmd::sentinel::asks_for_master(&args) {
+                        hold(&ctx, name).await;
                     }
                     for f in cmd::apply(&ctx, &mut s, &args) {
                         f.encode(s.proto, &mut out);

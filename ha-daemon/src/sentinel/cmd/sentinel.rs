@@ -12,14 +12,17 @@ use crate::sentinel::{
 };
 
 /// `SENTINEL MASTER|MASTERS|GET-MASTER-ADDR-BY-NAME ...`: the questions
-/// whose answer names the master (the connection may hold them briefly).
-pub fn asks_for_master(args: &[Vec<u8>]) -> bool {
-    args.len() >= 2
-        && lower(&args[0]) == "sentinel"
-        && matches!(
-            lower(&args[1]).as_str(),
-            "master" | "masters" | "get-master-addr-by-name"
-        )
+/// whose answer names a master (the connection may hold them briefly).
+/// `Some(Some(name))` for one master, `Some(None)` for all of them.
+pub fn asks_for_master(args: &[Vec<u8>]) -> Option<Option<&[u8]>> {
+    if args.len() < 2 || lower(&args[0]) != "sentinel" {
+        return None;
+    }
+    match (lower(&args[1]).as_str(), args.get(2)) {
+        ("masters", None) => Some(None),
+        ("master" | "get-master-addr-by-name", Some(n)) if args.len() == 3 => Some(Some(n)),
+        _ => None,
+    }
 }
 
 pub fn apply(ctx: &Ctx, args: &[Vec<u8>]) -> Frame {
@@ -259,5 +262,36 @@ mod tests {
             m.contains("$5\r\nflags\r\n$20\r\ns_down,o_down,master\r\n"),
             "{m}"
         );
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::asks_for_master;
+
+    fn args(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn only_questions_naming_a_master_are_held() {
+        assert_eq!(asks_for_master(&args(&["SENTINEL", "masters"])), Some(None));
+        assert_eq!(
+            asks_for_master(&args(&["sentinel", "GET-MASTER-ADDR-BY-NAME", "vi"])),
+            Some(Some(&b"vi"[..]))
+        );
+        assert_eq!(
+            asks_for_master(&args(&["SENTINEL", "MASTER", "vi"])),
+            Some(Some(&b"vi"[..]))
+        );
+        for other in [
+            &["SENTINEL", "REPLICAS", "vi"][..],
+            &["SENTINEL", "MASTER"],
+            &["SENTINEL", "MASTERS", "x"],
+            &["PING"],
+            &["SENTINEL"],
+        ] {
+            assert_eq!(asks_for_master(&args(other)), None, "{other:?}");
+        }
     }
 }
