@@ -293,3 +293,41 @@ fn promote_accept_loss_on_an_emptied_master_serves_at_once() {
     let after = r.acked.iter().filter(|(t, _)| *t > before).count();
     assert!(after > 100, "writes resumed on h1 ({after})");
 }
+
+/// Open data-loss bug, found by the 30-minute campaign's lead on
+/// 2026-12-07: replication cut (the backup is refused as stale), then the
+/// master's Redis restarts with an empty data dir. Nobody is master (right),
+/// but when the link heals the backup's Redis, still configured as a
+/// replica of that address, reconnects on its own and full-syncs the empty
+/// dataset: everything it held is gone. The daemon's empty-master guard
+/// only covers the REPLICAOF it sends itself. Reproduced 2 of 2 (the
+/// backup's counter went from 20,327, then 5,877, to nothing).
+#[test]
+#[ignore = "open data-loss bug (README, Known limits): a replica auto-resyncs from its master's Redis restarted empty; run with --ignored"]
+fn a_stale_backup_does_not_resync_from_its_master_restarted_empty() {
+    let (mut c, w) = cut_replication();
+    std::thread::sleep(Duration::from_secs(1));
+    c.kill_redis(1);
+    let _ = std::fs::remove_dir_all(c.dir.path().join("redis-r1"));
+    std::thread::sleep(Duration::from_millis(300));
+    c.start_redis(1, false).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let read = |c: &Cluster| -> i64 {
+        ha_testbed::redis::cli(c.host(2), &["GET", "counter"])
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let held = read(&c);
+    assert!(held > 0, "the backup holds the data before the heal");
+    c.lan.heal().unwrap();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = read(&c);
+        assert!(
+            now >= held,
+            "the backup's Redis lost its data after the heal: counter {held} -> {now}"
+        );
+    }
+    drop(w.stop());
+}
