@@ -197,7 +197,7 @@ async fn switchover(
                     r.ok = false;
                     r.message = format!(
                         "VRRP master, but the local Redis was not promoted within 10 s: {:?}",
-                        red.guard.or(red.last_action)
+                        red.guard.or(red.detached).or(red.last_action)
                     );
                     break;
                 }
@@ -367,9 +367,11 @@ async fn hand_over(status: &Shared, name: &str, tx: &mpsc::Sender<Command>) -> S
                 r.message = format!(
                     "{} took over, but the local Redis does not replicate from it yet: {:?}",
                     master.unwrap_or_default(),
-                    i.redis
-                        .as_ref()
-                        .and_then(|x| x.guard.clone().or(x.last_action.clone()))
+                    i.redis.as_ref().and_then(|x| x
+                        .guard
+                        .clone()
+                        .or(x.detached.clone())
+                        .or(x.last_action.clone()))
                 );
             }
             return r;

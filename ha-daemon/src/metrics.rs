@@ -190,6 +190,20 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         }
     }
     o.head(
+        "ha_redis_detached",
+        "gauge",
+        "1 while the daemon keeps the local Redis from replicating by itself (it could not vouch for its master).",
+    );
+    for (n, i) in insts {
+        if let Some(r) = &i.redis {
+            o.line(
+                "ha_redis_detached",
+                &[("instance", n)],
+                u8::from(r.detached.is_some()),
+            );
+        }
+    }
+    o.head(
         "ha_redis_offset_bytes",
         "gauge",
         "Replication offset of the local Redis.",

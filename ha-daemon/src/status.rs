@@ -91,6 +91,10 @@ pub struct RedisStatus {
     pub health: Option<Health>,
     /// Why the local Redis is not replicating from the VRRP master, if it is not.
     pub guard: Option<String>,
+    /// Why the daemon pointed the local Redis nowhere (it could no longer
+    /// vouch for the master it followed), until it re-attaches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detached: Option<String>,
     pub last_action: Option<String>,
     /// Backup: bytes the master had 100 ms ago that the local replica has
     /// not applied (0 when streaming keeps up).

@@ -294,16 +294,15 @@ fn promote_accept_loss_on_an_emptied_master_serves_at_once() {
     assert!(after > 100, "writes resumed on h1 ({after})");
 }
 
-/// Open data-loss bug, found by the 30-minute campaign's lead on
-/// 2026-12-07: replication cut (the backup is refused as stale), then the
-/// master's Redis restarts with an empty data dir. Nobody is master (right),
-/// but when the link heals the backup's Redis, still configured as a
-/// replica of that address, reconnects on its own and full-syncs the empty
-/// dataset: everything it held is gone. The daemon's empty-master guard
-/// only covers the REPLICAOF it sends itself. Reproduced 2 of 2 (the
-/// backup's counter went from 20,327, then 5,877, to nothing).
+/// Found by the 30-minute campaign's lead on 2026-12-07 (failed 2 of 2
+/// before the fix): replication cut (the backup is refused as stale), then
+/// the master's Redis restarts with an empty data dir. When the link heals,
+/// the backup's Redis, still a replica of that address, reconnected on its
+/// own and full-synced the empty dataset (the empty-master guard covered
+/// only the daemon's own REPLICAOF). Now the backup's daemon detaches its
+/// Redis once it cannot vouch for the master (`redis/detach.rs`), and the
+/// guard refuses the empty master when the daemon re-attaches.
 #[test]
-#[ignore = "open data-loss bug (README, Known limits): a replica auto-resyncs from its master's Redis restarted empty; run with --ignored"]
 fn a_stale_backup_does_not_resync_from_its_master_restarted_empty() {
     let (mut c, w) = cut_replication();
     std::thread::sleep(Duration::from_secs(1));
@@ -329,5 +328,22 @@ fn a_stale_backup_does_not_resync_from_its_master_restarted_empty() {
             "the backup's Redis lost its data after the heal: counter {held} -> {now}"
         );
     }
+    // It says why it is not replicating: detached, and the guard refusing
+    // the empty master.
+    let log = c.node_log(2);
+    assert!(log.contains("detached the local Redis from"), "{log}");
+    let i = c.status(2).expect("h2's status");
+    println!("h2's Redis after the heal: {}", i["redis"]);
+    println!(
+        "DEBUG h2 {}\nDEBUG h1 {:?}\n{}",
+        i,
+        c.status(1),
+        c.node_log(2)
+    );
+    assert!(
+        i["redis"]["detached"].is_string() || i["redis"]["guard"].is_string(),
+        "{}",
+        i["redis"]
+    );
     drop(w.stop());
 }

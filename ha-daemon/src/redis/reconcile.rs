@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{
     client::{Auth, Conn, Endpoint},
+    detach::{self, Vouch},
     health::{self, Check, Health, Policy},
     role::Role,
     stream::StreamCheck,
@@ -98,6 +99,17 @@ pub struct Agent {
     /// With `[quorum]`: where the local data stands is sampled into this,
     /// every period, for the lease's renewals and takeover requests.
     offset: Option<(crate::quorum::staleness::Offset, Duration)>,
+    /// Whether the daemon can still vouch for the master its Redis follows.
+    vouch: Vouch,
+    /// Why and from which master this run of the daemon detached the local
+    /// Redis (see `detach`).
+    detached: Option<Detached>,
+}
+
+struct Detached {
+    from: Endpoint,
+    at: Instant,
+    why: String,
 }
 
 impl Agent {
@@ -152,6 +164,8 @@ impl Agent {
             guard_logged: None,
             promoted: watch::channel(0).0,
             offset: None,
+            vouch: Vouch::default(),
+            detached: None,
         })
     }
 
@@ -165,6 +179,13 @@ impl Agent {
     /// Promotions of the local Redis so far; changes on each one.
     pub fn promotions(&self) -> watch::Receiver<u64> {
         self.promoted.subscribe()
+    }
+
+    /// How long the daemon may lose sight of the master its Redis follows
+    /// before it detaches it: a few checks, so a busy host's slow answer
+    /// does not detach a replica that streams fine.
+    fn unseen(&self) -> Duration {
+        Duration::from_millis((5 * self.cfg.check_interval_ms).max(500))
     }
 
     fn peer(&self, addr: IpAddr) -> Endpoint {
@@ -300,15 +321,21 @@ impl Agent {
                     ..
                 },
             ) => {
-                let old = Endpoint {
-                    host: master_host.clone(),
-                    port: *master_port,
-                    auth: self.auth.clone(),
-                    tls: self.tls.clone(),
+                let old = match &self.detached {
+                    Some(d) if detach::parked(&role) => d.from.clone(),
+                    _ => Endpoint {
+                        host: master_host.clone(),
+                        port: *master_port,
+                        auth: self.auth.clone(),
+                        tls: self.tls.clone(),
+                    },
                 };
-                Some(self.promote(old).await)
+                Some(self.promote(old, detach::parked(&role)).await)
             }
             (State::Backup, _) => match view.master {
+                // A detached Redis re-attaches once the daemon has read the
+                // master since (a cut master would hold this pass up).
+                Some(m) if detach::parked(&role) && !self.seen_since_detached(m) => None,
                 Some(m) if !role.replicates(&m.to_string(), self.cfg.port) => {
                     Some(self.follow(m, &role).await)
                 }
@@ -327,6 +354,10 @@ impl Agent {
                 self.local_role().await
             }
         };
+        let role = self.detach_unvouched(&view, role).await;
+        if role.as_ref().is_some_and(|r| !detach::parked(r)) {
+            self.detached = None;
+        }
         if view.state != State::Master {
             if self.unpaused {
                 self.set_status(|r| r.writable = false);
@@ -362,7 +393,17 @@ impl Agent {
                 }
                 _ => None,
             };
-            self.stream.check(linked.map(|m| (m, role.offset())));
+            // The master the local Redis follows is watched whatever its
+            // link says (a cut leaves Redis's link up); a detached one's
+            // VRRP master, to know when to re-attach.
+            let watch = match &role {
+                Role::Replica { .. } if detach::parked(&role) => {
+                    view.master.filter(|_| view.state == State::Backup)
+                }
+                Role::Replica { master_host, .. } => master_host.parse().ok(),
+                Role::Master { .. } => None,
+            };
+            self.stream.check(watch.map(|m| (m, role.offset())));
             let seen = self.stream.seen();
             let flowing = linked.is_some() && seen.master == linked && seen.streaming;
             let lag = if linked.is_some() && seen.master == linked {
@@ -388,12 +429,17 @@ impl Agent {
                         .collect(),
                     Role::Replica { .. } => Vec::new(),
                 };
+                r.detached = self.detached.as_ref().map(|d| d.why.clone()).or_else(|| {
+                    detach::parked(&role)
+                        .then(|| "detached by an earlier run of the daemon".to_string())
+                });
                 if let Role::Replica {
                     master_host,
                     master_port,
                     link_up,
                     ..
                 } = &role
+                    && !detach::parked(&role)
                 {
                     r.master = Some(format!("{master_host}:{master_port}"));
                     r.link_up = Some(*link_up);
@@ -415,6 +461,68 @@ impl Agent {
                 r.streaming = streaming;
             });
         }
+    }
+
+    /// Whether the stream check has read `m` as a master since the local
+    /// Redis was detached.
+    fn seen_since_detached(&self, m: IpAddr) -> bool {
+        let seen = self.stream.seen();
+        seen.master == Some(m)
+            && seen
+                .at
+                .is_some_and(|t| self.detached.as_ref().is_none_or(|d| t > d.at))
+    }
+
+    /// Not master: a local replica whose master the daemon can no longer
+    /// vouch for is pointed nowhere (`detach`), before its link heals and
+    /// it full-syncs whatever that master now holds.
+    async fn detach_unvouched(&mut self, view: &View, role: Option<Role>) -> Option<Role> {
+        let r = role?;
+        if view.state == State::Master {
+            self.vouch = Vouch::default();
+            return Some(r);
+        }
+        let (host, port) = match &r {
+            Role::Replica {
+                master_host,
+                master_port,
+                ..
+            } => (master_host.clone(), *master_port),
+            Role::Master { .. } => (String::new(), 0),
+        };
+        let ip: Option<IpAddr> = host.parse().ok();
+        let named = ip.is_some() && view.master == ip && port == self.cfg.port;
+        let seen = self.stream.seen();
+        let seen_at = seen.at.filter(|_| ip.is_some() && seen.master == ip);
+        let Some(why) = self
+            .vouch
+            .observe(Instant::now(), &r, named, seen_at, self.unseen())
+        else {
+            return Some(r);
+        };
+        let from = Endpoint {
+            host,
+            port,
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+        };
+        let Some(c) = self.local_conn().await else {
+            return Some(r);
+        };
+        if let Err(e) = c.replicaof(detach::PARK.0, detach::PARK.1).await {
+            tracing::warn!(instance = %self.instance, "detaching the local Redis from {from}: {e}");
+            self.conn = None;
+            return Some(r);
+        }
+        tracing::warn!(instance = %self.instance, "detached the local Redis from {from}: {why}; it keeps its data and re-attaches through the empty-master guard once {from} answers as a master");
+        self.set_status(|s| s.last_action = Some(format!("detached from {from}: {why}")));
+        self.detached = Some(Detached {
+            from,
+            at: Instant::now(),
+            why: format!("{why} (detached so that it cannot resync by itself)"),
+        });
+        self.vouch = Vouch::default();
+        self.local_role().await
     }
 
     /// With `[quorum]`, a node without the lease whose Redis is a master (it
@@ -536,7 +644,11 @@ impl Agent {
             Role::Master { .. } => Some(c.disconnect_clients().await),
             _ => None,
         };
-        let was = local_role.name();
+        let was = if detach::parked(local_role) {
+            "detached"
+        } else {
+            local_role.name()
+        };
         tracing::info!(instance = %self.instance, "local Redis ({was}) now replicates from {peer}");
         match disconnected {
             Some(Ok(n)) => {
@@ -554,9 +666,15 @@ impl Agent {
 
     /// Master: promote the local Redis, pausing and draining the old master first
     /// when it still answers.
-    async fn promote(&mut self, old: Endpoint) -> Result<(), super::client::RedisError> {
+    /// `parked`: the local Redis is detached (`detach`), `old` the master
+    /// it was detached from.
+    async fn promote(
+        &mut self,
+        old: Endpoint,
+        parked: bool,
+    ) -> Result<(), super::client::RedisError> {
         let start = Instant::now();
-        let deadline = Duration::from_millis(self.cfg.catchup_timeout_ms);
+        let mut deadline = Duration::from_millis(self.cfg.catchup_timeout_ms);
         let budget = match self.view.borrow().reason {
             Some(Reason::MasterDown | Reason::MasterRedisDown) => SILENT_MASTER_PROBE,
             Some(Reason::MasterResigned) => RESIGNED_MASTER_PROBE,
@@ -610,6 +728,23 @@ impl Agent {
             });
             return Ok(());
         };
+        if parked {
+            // Detached, it cannot catch up: re-attached to the old master
+            // (behind the guard) it does, and the next pass promotes it. An
+            // empty old master is not followed: the local data wins and the
+            // old master becomes its replica, without a catch-up.
+            let theirs = oc.dbsize().await?;
+            let allow = self.cfg.allow_empty_master;
+            let Some(c) = self.local_conn().await else {
+                return Ok(());
+            };
+            if theirs > 0 || c.dbsize().await? == 0 || allow {
+                c.replicaof(&old.host, old.port).await?;
+                tracing::info!(instance = %self.instance, "the old master {old} answers: the detached local Redis re-attaches to catch up before its promotion");
+                return Ok(());
+            }
+            deadline = Duration::ZERO;
+        }
         // 1. The old master stops acknowledging writes. Whatever happens in
         // the steps after, it is unpaused here, once.
         oc.pause_writes(deadline.as_millis() as u64 + 2000).await?;

@@ -31,6 +31,8 @@ pub struct Seen {
     pub streaming: bool,
     /// The master's offset minus the local one at the last check.
     pub lag: Option<u64>,
+    /// When the daemon last read it as a master.
+    pub at: Option<std::time::Instant>,
 }
 
 /// The reconcile loop's side: ask (never waits), read the latest answer.
@@ -75,6 +77,7 @@ async fn run(
             continue;
         };
         if seen.master != Some(m) {
+            // A new master: nothing read of it yet.
             seen = Seen {
                 master: Some(m),
                 ..Default::default()
@@ -125,6 +128,7 @@ async fn run(
             seen.streaming = true;
         }
         before = Some((m, theirs));
+        seen.at = Some(std::time::Instant::now());
         seen.lag = Some(theirs.saturating_sub(local));
         tell.send_replace(seen);
     }

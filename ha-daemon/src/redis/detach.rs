@@ -1,0 +1,242 @@
+//! When a backup's Redis must stop replicating by itself.
+//!
+//! A replica whose link breaks reconnects on its own, and if the master it
+//! reconnects to restarted with an empty (or different) dataset, it
+//! full-syncs that and drops everything it held — whatever the daemon's
+//! empty-master guard would have said, since no `REPLICAOF` of the daemon's
+//! is involved. So once the daemon can no longer vouch for the master its
+//! Redis follows (the link is down, the VRRP side no longer names that
+//! master, or the daemon has not reached it as a master for a while), it
+//! points its Redis at an address nothing listens on ([`PARK`]): a
+//! read-only replica that keeps its data, its replication id and offset
+//! (the voters still judge it by them) and cannot sync from anyone. It
+//! comes back only through the daemon's `REPLICAOF`, behind the guard; a
+//! master that kept its history answers that with a partial resync.
+//!
+//! Pure: the agent feeds it what it read, with the time.
+use std::time::{Duration, Instant};
+
+use super::role::Role;
+
+/// Where a detached Redis points: connecting to port 0 is refused at once
+/// on every host, so nothing can ever answer as its master.
+pub const PARK: (&str, u16) = ("127.0.0.1", 0);
+
+/// Whether `role` is a Redis the daemon detached.
+pub fn parked(role: &Role) -> bool {
+    role.replicates(PARK.0, PARK.1)
+}
+
+/// What the daemon knows of the master its Redis follows.
+#[derive(Debug, Default)]
+pub struct Vouch {
+    /// The master (host, port) and when this agent first saw its Redis follow it.
+    following: Option<(String, u16, Instant)>,
+    link_was_up: bool,
+    /// Last time the VRRP side named that master.
+    named: Option<Instant>,
+    /// Last time the daemon read it as a master.
+    seen: Option<Instant>,
+}
+
+impl Vouch {
+    /// One reconcile pass's reading: the local `role`, whether the VRRP side
+    /// names the master it follows, and when the daemon last read that
+    /// master as a master. Returns why the local Redis must be detached,
+    /// or None while the daemon can vouch for its master (or it follows
+    /// none). `unseen` bounds each silence, and a link not up yet after a
+    /// new `REPLICAOF` is given as long.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        role: &Role,
+        named: bool,
+        seen: Option<Instant>,
+        unseen: Duration,
+    ) -> Option<String> {
+        let Role::Replica {
+            master_host,
+            master_port,
+            link_up,
+            syncing,
+            ..
+        } = role
+        else {
+            self.following = None;
+            return None;
+        };
+        if parked(role) {
+            self.following = None;
+            return None;
+        }
+        let since = match &self.following {
+            Some((h, p, t)) if h == master_host && p == master_port => *t,
+            _ => {
+                *self = Vouch {
+                    following: Some((master_host.clone(), *master_port, now)),
+                    ..Default::default()
+                };
+                now
+            }
+        };
+        if *link_up {
+            self.link_was_up = true;
+        }
+        if named {
+            self.named = Some(now);
+        }
+        if let Some(t) = seen {
+            self.seen = Some(self.seen.map_or(t, |s| s.max(t)));
+        }
+        let quiet =
+            |last: Option<Instant>| now.saturating_duration_since(last.unwrap_or(since).max(since));
+        let master = format!("{master_host}:{master_port}");
+        if !*link_up && !*syncing && (self.link_was_up || quiet(None) > unseen) {
+            return Some(format!("its replication link to {master} is down"));
+        }
+        let q = quiet(self.named);
+        if q > unseen {
+            return Some(format!(
+                "the VRRP side has not named {master} the master for {} ms",
+                q.as_millis()
+            ));
+        }
+        let q = quiet(self.seen);
+        if q > unseen {
+            return Some(format!(
+                "{master} has not answered this node as a master for {} ms",
+                q.as_millis()
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(host: &str, link_up: bool) -> Role {
+        Role::Replica {
+            master_host: host.into(),
+            master_port: 6379,
+            link_up,
+            syncing: false,
+            offset: 10,
+        }
+    }
+
+    const U: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn a_vouched_master_is_kept() {
+        let t0 = Instant::now();
+        let mut v = Vouch::default();
+        for i in 0..50 {
+            let now = t0 + Duration::from_millis(100 * i);
+            assert_eq!(
+                v.observe(now, &replica("10.0.0.1", true), true, Some(now), U),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_link_detaches_at_once_once_it_was_up() {
+        let t0 = Instant::now();
+        let mut v = Vouch::default();
+        assert!(
+            v.observe(t0, &replica("10.0.0.1", true), true, Some(t0), U)
+                .is_none()
+        );
+        let t = t0 + Duration::from_millis(100);
+        let why = v.observe(t, &replica("10.0.0.1", false), true, Some(t0), U);
+        assert!(why.unwrap().contains("link to 10.0.0.1:6379 is down"));
+    }
+
+    #[test]
+    fn a_new_link_gets_time_to_come_up() {
+        let t0 = Instant::now();
+        let mut v = Vouch::default();
+        let down = replica("10.0.0.1", false);
+        assert!(v.observe(t0, &down, true, None, U).is_none());
+        let t = t0 + Duration::from_millis(400);
+        assert!(v.observe(t, &down, true, Some(t), U).is_none());
+        let t = t0 + Duration::from_millis(600);
+        assert!(v.observe(t, &down, true, Some(t), U).is_some());
+        // A full sync under way is not a broken link.
+        let mut v = Vouch::default();
+        let syncing = Role::Replica {
+            master_host: "10.0.0.1".into(),
+            master_port: 6379,
+            link_up: false,
+            syncing: true,
+            offset: 0,
+        };
+        for i in 0..20 {
+            let now = t0 + Duration::from_millis(100 * i);
+            assert!(v.observe(now, &syncing, true, Some(now), U).is_none());
+        }
+    }
+
+    #[test]
+    fn a_master_not_seen_or_not_named_is_given_up_after_unseen() {
+        // The link still looks up to Redis (a cut: no FIN, no RST), but the
+        // daemon reaches the master no more.
+        let t0 = Instant::now();
+        let mut v = Vouch::default();
+        let up = replica("10.0.0.1", true);
+        assert!(v.observe(t0, &up, true, Some(t0), U).is_none());
+        let t = t0 + Duration::from_millis(450);
+        assert!(v.observe(t, &up, true, Some(t0), U).is_none());
+        let t = t0 + Duration::from_millis(550);
+        let why = v.observe(t, &up, true, Some(t0), U).unwrap();
+        assert!(why.contains("has not answered this node"), "{why}");
+        // VRRP no longer names it.
+        let mut v = Vouch::default();
+        assert!(v.observe(t0, &up, true, Some(t0), U).is_none());
+        let t = t0 + Duration::from_millis(550);
+        let why = v.observe(t, &up, false, Some(t), U).unwrap();
+        assert!(why.contains("has not named"), "{why}");
+    }
+
+    #[test]
+    fn following_another_master_starts_afresh_and_a_parked_one_is_left_alone() {
+        let t0 = Instant::now();
+        let mut v = Vouch::default();
+        assert!(
+            v.observe(t0, &replica("10.0.0.1", true), true, Some(t0), U)
+                .is_none()
+        );
+        let t = t0 + Duration::from_secs(5);
+        assert!(
+            v.observe(t, &replica("10.0.0.2", false), true, None, U)
+                .is_none()
+        );
+        let parked = replica(PARK.0, false);
+        let parked = match parked {
+            Role::Replica {
+                master_host,
+                link_up,
+                syncing,
+                offset,
+                ..
+            } => Role::Replica {
+                master_host,
+                master_port: PARK.1,
+                link_up,
+                syncing,
+                offset,
+            },
+            r => r,
+        };
+        assert!(super::parked(&parked));
+        assert!(v.observe(t, &parked, false, None, U).is_none());
+        let master = Role::Master {
+            offset: 1,
+            connected_replicas: 0,
+            replicas: vec![],
+        };
+        assert!(v.observe(t, &master, false, None, U).is_none());
+    }
+}
