@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod ebpf;
 pub mod import;
 pub mod inspect;
+pub mod manpage;
 pub mod metrics;
 pub mod net;
 pub mod notify;

@@ -364,6 +364,16 @@ fn generate(dir: &std::path::Path) -> Result<()> {
             .with_context(|| format!("writing a man page into {}", dir.display()))?;
         println!("{}", path.display());
     }
+    let conf = ha_daemon::manpage::config_page(
+        include_str!("../../README.md"),
+        include_str!("../../config/ha.toml"),
+        include_str!("../../config/witness.toml"),
+        env!("CARGO_PKG_VERSION"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let path = dir.join("ha-daemon.toml.5");
+    std::fs::write(&path, conf).with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", path.display());
     for shell in [
         clap_complete::Shell::Bash,
         clap_complete::Shell::Zsh,

@@ -535,7 +535,8 @@ fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
 }
 
 /// `ha-daemon generate DIR`: a man page in section 8 for the command and
-/// each subcommand, which groff renders without a warning, and completions
+/// each subcommand and ha-daemon.toml(5), which groff renders without a
+/// warning, and completions
 /// for bash (valid syntax), zsh and fish that know the subcommands.
 #[test]
 fn man_pages_and_completions_are_generated_from_the_command_definitions() {
@@ -560,10 +561,16 @@ fn man_pages_and_completions_are_generated_from_the_command_definitions() {
         "ha-daemon-promote",
         "ha-daemon-inspect",
         "ha-daemon-import-keepalived",
+        "ha-daemon.toml",
     ] {
-        let path = dir.path().join(format!("{page}.8"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}.8: {e}"));
-        assert!(text.contains(".TH"), "{page}.8 is a man page");
+        let file = if page.ends_with(".toml") {
+            format!("{page}.5")
+        } else {
+            format!("{page}.8")
+        };
+        let path = dir.path().join(&file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(text.contains(".TH"), "{file} is a man page");
         let g = std::process::Command::new("groff")
             .args(["-man", "-ww", "-z"])
             .arg(&path)
@@ -571,9 +578,20 @@ fn man_pages_and_completions_are_generated_from_the_command_definitions() {
             .expect("groff (groff-base) renders man pages");
         assert!(
             g.status.success() && g.stderr.is_empty(),
-            "{page}.8: {}",
+            "{file}: {}",
             String::from_utf8_lossy(&g.stderr)
         );
+    }
+    // ha-daemon.toml(5) is the README's Configuration section: every key
+    // of the README's table is in it.
+    let conf = std::fs::read_to_string(dir.path().join("ha-daemon.toml.5")).unwrap();
+    for key in [
+        "max_staleness_ms",
+        "allow_empty_master",
+        "flap_hold_max_ms",
+        "track_interval_ms",
+    ] {
+        assert!(conf.contains(key), "ha-daemon.toml(5) lacks {key}");
     }
     let main = std::fs::read_to_string(dir.path().join("ha-daemon.8")).unwrap();
     assert!(

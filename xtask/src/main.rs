@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod chaos;
+mod deb;
 mod fuzz;
 mod install;
 mod lab;
@@ -102,6 +103,19 @@ enum Task {
         #[arg(long, default_value = "/usr/local")]
         prefix: String,
     },
+    /// Build ha-daemon_<version>_amd64.deb (release build, dpkg-deb) into
+    /// target/deb: binary, units, conffiles, man pages, completions.
+    Deb {
+        /// Package this binary instead of building a release one.
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
+        /// Write the .deb into this directory.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Do not compress (quicker; for tests).
+        #[arg(long)]
+        fast: bool,
+    },
     /// Fuzz the VRRP decoder with cargo-fuzz (nightly, libFuzzer).
     Fuzz {
         /// How long to run.
@@ -141,6 +155,7 @@ fn main() {
             Some(a) => Err(anyhow::anyhow!("lab {a:?}: the only action is `down`")),
         },
         Task::Install { destdir, prefix } => install::run(destdir, prefix),
+        Task::Deb { binary, out, fast } => deb::run(deb::Options { binary, out, fast }).map(|_| ()),
         Task::Chaos {
             minutes,
             seed,
