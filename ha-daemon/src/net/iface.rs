@@ -1,6 +1,6 @@
 //! What the kernel knows of an interface: index, addresses.
 use std::{
-    ffi::{CStr, CString},
+    ffi::CString,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
@@ -112,66 +112,13 @@ fn arp_table_lookup(table: &str, iface: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
 }
 
 pub fn names() -> Vec<String> {
-    let mut v: Vec<String> = addresses_all().into_iter().map(|(n, _)| n).collect();
+    let mut v: Vec<String> = pnet_datalink::interfaces()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
     v.sort();
     v.dedup();
     v
-}
-
-/// Every (interface, address/prefix) pair from getifaddrs (interfaces
-/// without an address appear once with `None`).
-fn addresses_all() -> Vec<(String, Option<(IpAddr, u8)>)> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills a list we free below; we only read it meanwhile.
-    unsafe {
-        if libc::getifaddrs(&mut head) != 0 {
-            return out;
-        }
-        let mut cur = head;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
-            let addr = sockaddr_ip(ifa.ifa_addr).map(|a| {
-                let prefix = match sockaddr_ip(ifa.ifa_netmask) {
-                    Some(IpAddr::V4(m)) => u32::from(m).count_ones() as u8,
-                    Some(IpAddr::V6(m)) => u128::from(m).count_ones() as u8,
-                    None => 0,
-                };
-                (a, prefix)
-            });
-            out.push((name, addr));
-            cur = ifa.ifa_next;
-        }
-        libc::freeifaddrs(head);
-    }
-    out
-}
-
-/// The IP address in a sockaddr from getifaddrs, if it is IPv4 or IPv6.
-///
-/// # Safety
-/// `sa` is null or points to a sockaddr of the size its family says.
-unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    if sa.is_null() {
-        return None;
-    }
-    // SAFETY: per the contract, the family tells the real type.
-    unsafe {
-        match i32::from((*sa).sa_family) {
-            libc::AF_INET => {
-                let sin = &*(sa as *const libc::sockaddr_in);
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))))
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*(sa as *const libc::sockaddr_in6);
-                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// The addresses on interface `name`.
@@ -179,12 +126,14 @@ pub fn addresses(name: &str) -> Vec<IpAddr> {
     subnets(name).into_iter().map(|(a, _)| a).collect()
 }
 
-/// The addresses on interface `name` with their prefix lengths.
+/// The addresses on interface `name` with their prefix lengths, in the
+/// kernel's order (pnet's view of getifaddrs).
 pub fn subnets(name: &str) -> Vec<(IpAddr, u8)> {
-    addresses_all()
+    pnet_datalink::interfaces()
         .into_iter()
-        .filter(|(n, _)| n == name)
-        .filter_map(|(_, a)| a)
+        .filter(|i| i.name == name)
+        .flat_map(|i| i.ips)
+        .map(|n| (n.ip(), n.prefix()))
         .collect()
 }
 
@@ -251,6 +200,19 @@ mod tests {
         assert_eq!(
             fmt_mac(&[0x3a, 0x72, 0x7b, 0x28, 0xb0, 0xd2]),
             "3a:72:7b:28:b0:d2"
+        );
+    }
+
+    #[test]
+    fn loopback_is_listed_with_its_subnet() {
+        assert!(names().iter().any(|n| n == "lo"));
+        assert!(subnets("lo").contains(&("127.0.0.1".parse().unwrap(), 8)));
+        assert_eq!(addresses("no-such-interface"), Vec::<IpAddr>::new());
+        assert!(
+            index("no-such-interface")
+                .unwrap_err()
+                .available
+                .contains("lo")
         );
     }
 
