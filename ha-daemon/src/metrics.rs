@@ -1,12 +1,18 @@
-//! Prometheus metrics in the text exposition format, served over plain HTTP
-//! on `[node] metrics` (off by default). Rendering is pure; the server is a
-//! few lines of tokio: one short request, one reply, close.
-use std::{fmt::Write, net::SocketAddr, path::PathBuf, time::Duration};
+//! Prometheus metrics, encoded by the official client (`prometheus-client`,
+//! OpenMetrics text) and served by hyper's HTTP/1 server on `[node]
+//! metrics` (off by default): `GET /metrics` only, requests bounded in size
+//! and time. What to show is a pure function of a status snapshot.
+use std::{convert::Infallible, net::SocketAddr, path::PathBuf, time::Duration};
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, body::Bytes};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
 };
+use tokio::net::TcpListener;
 
 use crate::{
     inspect,
@@ -15,36 +21,126 @@ use crate::{
     vrrp::machine::State,
 };
 
-/// A label value, escaped as the format wants.
+/// OpenMetrics text, as `prometheus_client::encoding::text` writes it.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A label value, escaped as the format wants (the client writes label
+/// values as given).
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-struct Out(String);
+/// A sample's value as the client encodes it.
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    U(u64),
+    I(i64),
+    F(f64),
+}
+
+macro_rules! num_from {
+    ($($t:ty => $v:ident),*) => {$(
+        impl From<$t> for Num {
+            fn from(x: $t) -> Self {
+                Num::$v(x as _)
+            }
+        }
+    )*};
+}
+num_from!(u8 => U, u16 => U, u32 => U, u64 => U, usize => U, i32 => I, i64 => I, f32 => F, f64 => F);
+
+impl From<&u64> for Num {
+    fn from(x: &u64) -> Self {
+        Num::U(*x)
+    }
+}
+
+/// One metric family: its descriptor and samples.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    kind: MetricType,
+    help: &'static str,
+    samples: Vec<(Vec<(String, String)>, Num)>,
+}
+
+/// The families of one scrape, handed to the client's registry.
+#[derive(Debug, Default)]
+struct Out(Vec<Family>);
 
 impl Out {
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-    fn line(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
-        let l: Vec<String> = labels
-            .iter()
-            .map(|(k, x)| format!("{k}=\"{}\"", esc(x)))
-            .collect();
-        if l.is_empty() {
-            let _ = writeln!(self.0, "{name} {v}");
+    fn head(&mut self, name: &'static str, kind: &str, help: &'static str) {
+        let kind = if kind == "counter" {
+            MetricType::Counter
         } else {
-            let _ = writeln!(self.0, "{name}{{{}}} {v}", l.join(","));
+            MetricType::Gauge
+        };
+        // OpenMetrics names a counter's family without `_total`; its samples
+        // get it back from the encoder.
+        let name = match kind {
+            MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        self.0.push(Family {
+            name,
+            kind,
+            help,
+            samples: Vec::new(),
+        });
+    }
+
+    fn line(&mut self, name: &str, labels: &[(&str, &str)], v: impl Into<Num>) {
+        let Some(f) = self.0.last_mut() else { return };
+        debug_assert!(
+            name.starts_with(f.name),
+            "{name} outside its family {}",
+            f.name
+        );
+        let labels = labels
+            .iter()
+            .map(|(k, x)| ((*k).to_owned(), esc(x)))
+            .collect();
+        f.samples.push((labels, v.into()));
+    }
+
+    fn encode(self) -> String {
+        let mut reg = Registry::default();
+        reg.register_collector(Box::new(self));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &reg);
+        text
+    }
+}
+
+impl Collector for Out {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let mut me = enc.encode_descriptor(f.name, f.help, None, f.kind)?;
+            for (labels, v) in &f.samples {
+                let se = me.encode_family(labels)?;
+                match (f.kind, *v) {
+                    (MetricType::Counter, Num::U(x)) => ConstCounter::new(x).encode(se)?,
+                    (MetricType::Counter, Num::I(x)) => {
+                        ConstCounter::new(x.max(0) as u64).encode(se)?
+                    }
+                    (MetricType::Counter, Num::F(x)) => ConstCounter::new(x).encode(se)?,
+                    (_, Num::U(x)) => ConstGauge::new(x).encode(se)?,
+                    (_, Num::I(x)) => ConstGauge::new(x).encode(se)?,
+                    (_, Num::F(x)) => ConstGauge::new(x).encode(se)?,
+                }
+            }
         }
+        Ok(())
     }
 }
 
 /// The metrics for a status snapshot and, when the XDP program runs, what
 /// its maps recorded.
 pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
-    let mut o = Out(String::new());
+    let mut o = Out::default();
     let insts = &s.instances;
     o.head(
         "ha_vrrp_state",
@@ -56,7 +152,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
             let name = st.to_string().to_lowercase();
             o.line(
                 "ha_vrrp_state",
-                &[("instance", n), ("state", &name)],
+                &[("vrrp_instance", n), ("state", &name)],
                 u8::from(i.state == st),
             );
         }
@@ -67,7 +163,11 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         "Priority advertised now (after Redis health).",
     );
     for (n, i) in insts {
-        o.line("ha_vrrp_priority", &[("instance", n)], i.effective_priority);
+        o.line(
+            "ha_vrrp_priority",
+            &[("vrrp_instance", n)],
+            i.effective_priority,
+        );
     }
     o.head(
         "ha_vrrp_base_priority",
@@ -75,7 +175,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         "Priority from the configuration.",
     );
     for (n, i) in insts {
-        o.line("ha_vrrp_base_priority", &[("instance", n)], i.priority);
+        o.line("ha_vrrp_base_priority", &[("vrrp_instance", n)], i.priority);
     }
     o.head(
         "ha_vrrp_transitions_total",
@@ -85,7 +185,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
     for (n, i) in insts {
         o.line(
             "ha_vrrp_transitions_total",
-            &[("instance", n)],
+            &[("vrrp_instance", n)],
             i.transitions_total,
         );
     }
@@ -93,7 +193,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
     for (n, i) in insts {
         o.line(
             "ha_vrrp_adverts_sent_total",
-            &[("instance", n)],
+            &[("vrrp_instance", n)],
             i.adverts_sent,
         );
     }
@@ -105,7 +205,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
     for (n, i) in insts {
         o.line(
             "ha_vrrp_adverts_received_total",
-            &[("instance", n)],
+            &[("vrrp_instance", n)],
             i.adverts_received,
         );
     }
@@ -118,7 +218,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         if let Some(ms) = i.last_failover_ms {
             o.line(
                 "ha_vrrp_last_failover_seconds",
-                &[("instance", n)],
+                &[("vrrp_instance", n)],
                 ms as f64 / 1000.0,
             );
         }
@@ -129,11 +229,11 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         "Packets dropped by the daemon, by instance (empty before routing) and reason.",
     );
     for (r, c) in &s.drops {
-        o.line("ha_drops_total", &[("instance", ""), ("reason", r)], c);
+        o.line("ha_drops_total", &[("vrrp_instance", ""), ("reason", r)], c);
     }
     for (n, i) in insts {
         for (r, c) in &i.drops {
-            o.line("ha_drops_total", &[("instance", n), ("reason", r)], c);
+            o.line("ha_drops_total", &[("vrrp_instance", n), ("reason", r)], c);
         }
     }
     if let Some(x) = xdp {
@@ -172,7 +272,11 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
     );
     for (n, i) in insts {
         if let Some(h) = i.redis.as_ref().and_then(|r| r.health) {
-            o.line("ha_redis_up", &[("instance", n)], u8::from(h == Health::Up));
+            o.line(
+                "ha_redis_up",
+                &[("vrrp_instance", n)],
+                u8::from(h == Health::Up),
+            );
         }
     }
     o.head(
@@ -184,7 +288,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         if let Some(role) = i.redis.as_ref().and_then(|r| r.role.as_deref()) {
             o.line(
                 "ha_redis_master",
-                &[("instance", n)],
+                &[("vrrp_instance", n)],
                 u8::from(role == "master"),
             );
         }
@@ -198,7 +302,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         if let Some(r) = &i.redis {
             o.line(
                 "ha_redis_detached",
-                &[("instance", n)],
+                &[("vrrp_instance", n)],
                 u8::from(r.detached.is_some()),
             );
         }
@@ -210,7 +314,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
     );
     for (n, i) in insts {
         if let Some(r) = &i.redis {
-            o.line("ha_redis_offset_bytes", &[("instance", n)], r.offset);
+            o.line("ha_redis_offset_bytes", &[("vrrp_instance", n)], r.offset);
         }
     }
     o.head(
@@ -220,7 +324,7 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
     );
     for (n, i) in insts {
         if let Some(l) = i.redis.as_ref().and_then(|r| r.lag_bytes) {
-            o.line("ha_redis_lag_bytes", &[("instance", n)], l);
+            o.line("ha_redis_lag_bytes", &[("vrrp_instance", n)], l);
         }
     }
     o.head(
@@ -232,12 +336,12 @@ pub fn render(s: &Status, xdp: Option<&inspect::Report>) -> String {
         if let Some(ms) = i.redis.as_ref().and_then(|r| r.last_pause_ms) {
             o.line(
                 "ha_redis_last_promotion_pause_seconds",
-                &[("instance", n)],
+                &[("vrrp_instance", n)],
                 ms as f64 / 1000.0,
             );
         }
     }
-    o.0
+    o.encode()
 }
 
 /// The quorum side (a node's and a witness's) and the tickles.
@@ -254,11 +358,11 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
             "1 while this node holds the instance's quorum lease.",
         );
         for (n, l) in &leases {
-            o.line("ha_lease_held", &[("instance", n)], u8::from(l.held));
+            o.line("ha_lease_held", &[("vrrp_instance", n)], u8::from(l.held));
         }
         o.head("ha_lease_term", "gauge", "Newest lease term known.");
         for (n, l) in &leases {
-            o.line("ha_lease_term", &[("instance", n)], l.term);
+            o.line("ha_lease_term", &[("vrrp_instance", n)], l.term);
         }
         o.head(
             "ha_lease_remaining_seconds",
@@ -272,7 +376,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
             } else {
                 0.0
             };
-            o.line("ha_lease_remaining_seconds", &[("instance", n)], left);
+            o.line("ha_lease_remaining_seconds", &[("vrrp_instance", n)], left);
         }
         o.head(
             "ha_lease_granted_by",
@@ -282,7 +386,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
         for (n, l) in &leases {
             o.line(
                 "ha_lease_granted_by",
-                &[("instance", n)],
+                &[("vrrp_instance", n)],
                 l.granted_by.len(),
             );
         }
@@ -299,7 +403,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
             ] {
                 o.line(
                     "ha_lease_events_total",
-                    &[("instance", n), ("event", ev)],
+                    &[("vrrp_instance", n), ("event", ev)],
                     c,
                 );
             }
@@ -312,7 +416,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
         for (n, l) in &leases {
             o.line(
                 "ha_lease_stale_refusals_total",
-                &[("instance", n)],
+                &[("vrrp_instance", n)],
                 l.stale_refusals,
             );
         }
@@ -326,7 +430,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
                 Some(st) => st.behind_ms.map_or(-1.0, |ms| ms / 1e3),
                 None => 0.0,
             };
-            o.line("ha_lease_staleness_seconds", &[("instance", n)], v);
+            o.line("ha_lease_staleness_seconds", &[("vrrp_instance", n)], v);
         }
     }
     if let Some(q) = &s.quorum {
@@ -368,7 +472,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
             "Promises this voter granted, per instance.",
         );
         for (n, v) in &q.votes {
-            o.line("ha_quorum_grants_total", &[("instance", n)], v.granted);
+            o.line("ha_quorum_grants_total", &[("vrrp_instance", n)], v.granted);
         }
         o.head(
             "ha_quorum_refusals_total",
@@ -379,7 +483,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
             for (r, c) in &v.refused {
                 o.line(
                     "ha_quorum_refusals_total",
-                    &[("instance", n), ("reason", r)],
+                    &[("vrrp_instance", n), ("reason", r)],
                     c,
                 );
             }
@@ -398,12 +502,12 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
         for (n, t) in &tickles {
             o.line(
                 "ha_tickle_clients",
-                &[("instance", n), ("kind", "tracked")],
+                &[("vrrp_instance", n), ("kind", "tracked")],
                 t.tracked,
             );
             o.line(
                 "ha_tickle_clients",
-                &[("instance", n), ("kind", "known")],
+                &[("vrrp_instance", n), ("kind", "known")],
                 t.known,
             );
         }
@@ -414,7 +518,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
         );
         for (n, t) in &tickles {
             if let Some(l) = &t.last {
-                o.line("ha_tickle_last_sent", &[("instance", n)], l.sent);
+                o.line("ha_tickle_last_sent", &[("vrrp_instance", n)], l.sent);
             }
         }
         o.head(
@@ -426,7 +530,7 @@ fn lease_and_tickles(o: &mut Out, s: &Status) {
             if let Some(l) = &t.last {
                 o.line(
                     "ha_tickle_last_send_seconds",
-                    &[("instance", n)],
+                    &[("vrrp_instance", n)],
                     l.send_ms / 1000.0,
                 );
             }
@@ -442,34 +546,84 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(l)
 }
 
-/// Serves `GET /metrics` (any path) until the task is aborted.
+/// A request's head (line and headers) must fit in this; hyper's smallest.
+const MAX_HEAD: usize = 8192;
+/// A client that has not sent its whole request head by then is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// At most this many scrapes at once; more wait in the listen queue.
+const MAX_CONNS: usize = 64;
+
+/// The reply to one request: the metrics for `GET /metrics`, 404 for any
+/// other path, 405 for any other method.
+fn reply(
+    req: &Request<hyper::body::Incoming>,
+    status: &Shared,
+    pin_dir: Option<&std::path::Path>,
+) -> Response<Full<Bytes>> {
+    let plain = |code: StatusCode, text: &'static str| {
+        let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+        *r.status_mut() = code;
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if req.uri().path() != "/metrics" {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: metrics are at /metrics\n",
+        );
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        return r;
+    }
+    let xdp = pin_dir.and_then(|d| inspect::report(d).ok());
+    let mut r = Response::new(Full::new(Bytes::from(render(
+        &status.snapshot(),
+        xdp.as_ref(),
+    ))));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    r
+}
+
+/// Serves the metrics until the task is aborted.
 pub async fn serve(
     listener: TcpListener,
     status: Shared,
     pin_dir: Option<PathBuf>,
 ) -> std::io::Result<()> {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
     loop {
-        let (mut sock, _) = listener.accept().await?;
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (sock, _) = listener.accept().await?;
         let status = status.clone();
         let pin_dir = pin_dir.clone();
         tokio::spawn(async move {
-            // The request line is all we need; a slow client gets 2 s.
-            let mut buf = [0u8; 2048];
-            let read = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await;
-            let Ok(Ok(n)) = read else { return };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let (code, body) = if req.starts_with("GET ") {
-                let xdp = pin_dir.as_deref().and_then(|d| inspect::report(d).ok());
-                ("200 OK", render(&status.snapshot(), xdp.as_ref()))
-            } else {
-                ("405 Method Not Allowed", "GET only\n".to_owned())
-            };
-            let reply = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(reply.as_bytes()).await;
-            let _ = sock.shutdown().await;
+            let _permit = permit;
+            let svc = hyper::service::service_fn(move |req| {
+                let r = reply(&req, &status, pin_dir.as_deref());
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(sock), svc);
+            // A whole connection (keep-alive included) is bounded too: a
+            // scraper comes back every few seconds on a new one if need be.
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
         });
     }
 }
@@ -491,16 +645,20 @@ mod tests {
         };
         s.instances.insert("we\"ird".into(), i);
         let t = render(&s, None);
-        assert!(t.contains("ha_vrrp_state{instance=\"we\\\"ird\",state=\"master\"} 1\n"));
-        assert!(t.contains("ha_vrrp_state{instance=\"we\\\"ird\",state=\"backup\"} 0\n"));
-        assert!(t.contains("ha_vrrp_priority{instance=\"we\\\"ird\"} 150\n"));
-        assert!(t.contains("ha_vrrp_transitions_total{instance=\"we\\\"ird\"} 3\n"));
-        assert!(t.contains("ha_drops_total{instance=\"we\\\"ird\",reason=\"auth\"} 2\n"));
-        // Every sample line belongs to a declared metric.
+        assert!(t.contains("ha_vrrp_state{vrrp_instance=\"we\\\"ird\",state=\"master\"} 1\n"));
+        assert!(t.contains("ha_vrrp_state{vrrp_instance=\"we\\\"ird\",state=\"backup\"} 0\n"));
+        assert!(t.contains("ha_vrrp_priority{vrrp_instance=\"we\\\"ird\"} 150\n"));
+        assert!(t.contains("ha_vrrp_transitions_total{vrrp_instance=\"we\\\"ird\"} 3\n"));
+        assert!(t.contains("ha_drops_total{vrrp_instance=\"we\\\"ird\",reason=\"auth\"} 2\n"));
+        // Every sample line belongs to a declared metric (a counter's
+        // samples add `_total` to its family's name), and the text ends as
+        // OpenMetrics wants.
         for l in t.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
-            assert!(t.contains(&format!("# TYPE {name} ")), "{l}");
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            assert!(t.contains(&format!("# TYPE {family} ")), "{l}");
         }
+        assert!(t.ends_with("# EOF\n"));
     }
 
     #[test]
@@ -550,17 +708,17 @@ mod tests {
         });
         let t = render(&s, None);
         for want in [
-            "ha_lease_held{instance=\"vi\"} 1\n",
-            "ha_lease_term{instance=\"vi\"} 7\n",
-            "ha_lease_granted_by{instance=\"vi\"} 2\n",
-            "ha_lease_events_total{instance=\"vi\",event=\"lost\"} 1\n",
+            "ha_lease_held{vrrp_instance=\"vi\"} 1\n",
+            "ha_lease_term{vrrp_instance=\"vi\"} 7\n",
+            "ha_lease_granted_by{vrrp_instance=\"vi\"} 2\n",
+            "ha_lease_events_total{vrrp_instance=\"vi\",event=\"lost\"} 1\n",
             "ha_quorum_voters{kind=\"majority\"} 2\n",
-            "ha_quorum_peer_heard_seconds{peer=\"198.18.0.9\"} -1\n",
+            "ha_quorum_peer_heard_seconds{peer=\"198.18.0.9\"} -1.0\n",
             "ha_quorum_rejected_total{reason=\"bad_mac\"} 4\n",
-            "ha_quorum_refusals_total{instance=\"vi\",reason=\"held_by_other\"} 1\n",
-            "ha_tickle_clients{instance=\"vi\",kind=\"tracked\"} 12\n",
-            "ha_tickle_last_sent{instance=\"vi\"} 1000\n",
-            "ha_tickle_last_send_seconds{instance=\"vi\"} 0.02\n",
+            "ha_quorum_refusals_total{vrrp_instance=\"vi\",reason=\"held_by_other\"} 1\n",
+            "ha_tickle_clients{vrrp_instance=\"vi\",kind=\"tracked\"} 12\n",
+            "ha_tickle_last_sent{vrrp_instance=\"vi\"} 1000\n",
+            "ha_tickle_last_send_seconds{vrrp_instance=\"vi\"} 0.02\n",
         ] {
             assert!(t.contains(want), "{want} missing from\n{t}");
         }
@@ -570,7 +728,8 @@ mod tests {
             if let Some(rest) = l.strip_prefix("# TYPE ") {
                 current = rest.split(' ').next().unwrap();
             } else if !l.starts_with('#') {
-                assert_eq!(l.split(['{', ' ']).next().unwrap(), current, "{l}");
+                let name = l.split(['{', ' ']).next().unwrap();
+                assert_eq!(name.strip_suffix("_total").unwrap_or(name), current, "{l}");
             }
         }
     }

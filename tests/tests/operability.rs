@@ -24,6 +24,23 @@ fn ha(host: &ha_testbed::Host, args: &[&str]) -> std::process::Output {
     cmd.args(args).output().expect("run ha-daemon")
 }
 
+/// One HTTP exchange with `addr` from `host`'s namespace: what came back
+/// until the server closed (empty if it closed without a word).
+fn http(host: &ha_testbed::Host, addr: &str, request: &[u8]) -> String {
+    host.ns
+        .enter(|| {
+            let mut s = TcpStream::connect(addr)?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            // The server may close before reading all of an oversized request.
+            let _ = s.write_all(request);
+            let mut r = Vec::new();
+            let _ = s.read_to_end(&mut r);
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&r).into_owned())
+        })
+        .unwrap()
+        .expect("HTTP exchange")
+}
+
 #[test]
 fn status_metrics_json_logs_and_systemd_notifications_of_a_running_daemon() {
     require_root();
@@ -81,19 +98,43 @@ fn status_metrics_json_logs_and_systemd_notifications_of_a_running_daemon() {
     assert!(v["ebpf"].as_str().unwrap().starts_with("XDP on eth0"));
 
     // Metrics: scrape, parse every sample, check the ones that matter.
-    let body = h1
-        .ns
-        .enter(|| {
-            let mut s = TcpStream::connect("198.18.0.1:9405")?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-            let mut r = String::new();
-            s.read_to_string(&mut r)?;
-            Ok::<_, std::io::Error>(r)
-        })
-        .unwrap()
-        .expect("scrape");
+    let body = http(
+        h1,
+        "198.18.0.1:9405",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     let (head, body) = body.split_once("\r\n\r\n").expect("HTTP reply");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(
+        body.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    // Only /metrics, only GET (and HEAD), a bounded request head.
+    let r = http(
+        h1,
+        "198.18.0.1:9405",
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    let r = http(
+        h1,
+        "198.18.0.1:9405",
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    let mut huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    huge.extend(b"\r\nConnection: close\r\n\r\n");
+    let r = http(h1, "198.18.0.1:9405", &huge);
+    assert!(
+        r.is_empty() || r.starts_with("HTTP/1.1 431"),
+        "a 64 KiB header: {r:.200}"
+    );
     let mut samples = std::collections::HashMap::new();
     for l in body
         .lines()
@@ -104,19 +145,19 @@ fn status_metrics_json_logs_and_systemd_notifications_of_a_running_daemon() {
         samples.insert(k.to_owned(), v);
     }
     assert_eq!(
-        samples.get("ha_vrrp_state{instance=\"vi\",state=\"master\"}"),
+        samples.get("ha_vrrp_state{vrrp_instance=\"vi\",state=\"master\"}"),
         Some(&1.0)
     );
     assert_eq!(
-        samples.get("ha_vrrp_state{instance=\"vi\",state=\"backup\"}"),
+        samples.get("ha_vrrp_state{vrrp_instance=\"vi\",state=\"backup\"}"),
         Some(&0.0)
     );
     assert_eq!(
-        samples.get("ha_vrrp_priority{instance=\"vi\"}"),
+        samples.get("ha_vrrp_priority{vrrp_instance=\"vi\"}"),
         Some(&150.0)
     );
-    assert!(samples["ha_vrrp_adverts_sent_total{instance=\"vi\"}"] >= 1.0);
-    assert!(samples["ha_vrrp_transitions_total{instance=\"vi\"}"] >= 2.0);
+    assert!(samples["ha_vrrp_adverts_sent_total{vrrp_instance=\"vi\"}"] >= 1.0);
+    assert!(samples["ha_vrrp_transitions_total{vrrp_instance=\"vi\"}"] >= 2.0);
     assert!(samples.contains_key("ha_xdp_drops_total{reason=\"ttl\"}"));
 
     // JSON logs: every line an object; the state change has its reason.
@@ -501,17 +542,11 @@ fn the_witness_unit_is_valid_and_a_witness_needs_no_capability() {
     .unwrap_or_else(|| panic!("no witness status\n{}", p.log()));
     assert_eq!(status["quorum"]["voters"], 3);
     assert_eq!(status["quorum"]["majority"], 2);
-    let metrics = h1
-        .ns
-        .enter(|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect("198.18.0.1:9406")?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })
-        .unwrap()
-        .unwrap();
+    let metrics = http(
+        h1,
+        "198.18.0.1:9406",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(
         metrics.contains("ha_quorum_voters{kind=\"majority\"} 2"),
         "{metrics}"
@@ -612,4 +647,64 @@ fn man_pages_and_completions_are_generated_from_the_command_definitions() {
             "{f} completes subcommands and flags"
         );
     }
+}
+
+/// The alert rules pass `promtool check rules` and their unit tests
+/// (`promtool test rules`: they fire on the series they are for and stay
+/// quiet on a healthy cluster), and the rules and the Grafana dashboard
+/// name only metrics the daemon exports.
+#[test]
+fn alert_rules_and_dashboard_check_out() {
+    let root = ha_testbed::workspace_root();
+    let promtool = root.join("target/tools/promtool");
+    assert!(
+        promtool.is_file(),
+        "{} missing: `cargo xtask setup` installs it",
+        promtool.display()
+    );
+    let rules = root.join("config/prometheus/ha-daemon.rules.yml");
+    for args in [
+        vec![
+            "check".to_string(),
+            "rules".into(),
+            rules.display().to_string(),
+        ],
+        vec![
+            "test".into(),
+            "rules".into(),
+            root.join("tests/fixtures/prometheus/ha-daemon.rules.test.yml")
+                .display()
+                .to_string(),
+        ],
+    ] {
+        let out = std::process::Command::new(&promtool)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dashboard_path = root.join("config/prometheus/ha-daemon.grafana.json");
+    let dashboard = std::fs::read_to_string(&dashboard_path).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(d["panels"].as_array().is_some_and(|p| p.len() >= 10));
+    let exported = std::fs::read_to_string(root.join("ha-daemon/src/metrics.rs")).unwrap();
+    let text = format!("{}\n{dashboard}", std::fs::read_to_string(&rules).unwrap());
+    let mut named = 0;
+    for (i, _) in text.match_indices("ha_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        assert!(
+            exported.contains(&format!("\"{name}\"")),
+            "{name} is not a metric the daemon exports"
+        );
+        named += 1;
+    }
+    assert!(named > 20);
 }

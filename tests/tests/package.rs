@@ -124,6 +124,8 @@ fn the_package_installs_upgrades_and_removes_cleanly() {
         "etc/ha-daemon/witness.toml",
         "usr/share/doc/ha-daemon/README.md",
         "usr/share/doc/ha-daemon/copyright",
+        "usr/share/doc/ha-daemon/examples/prometheus/ha-daemon.rules.yml",
+        "usr/share/doc/ha-daemon/examples/prometheus/ha-daemon.grafana.json",
         "usr/share/man/man8/ha-daemon.8.gz",
         "usr/share/man/man8/ha-daemon-switchover.8.gz",
         "usr/share/man/man5/ha-daemon.toml.5.gz",

@@ -167,6 +167,14 @@ pub fn run(o: Options) -> Result<PathBuf> {
         &fs::read(root().join("README.md"))?,
         0o644,
     )?;
+    for f in ["ha-daemon.rules.yml", "ha-daemon.grafana.json"] {
+        put(
+            &stage,
+            &format!("{DOC}/examples/prometheus/{f}"),
+            &fs::read(root().join("config/prometheus").join(f))?,
+            0o644,
+        )?;
+    }
     let license = fs::read_to_string(root().join("LICENSE"))?;
     let copyright = format!(
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: ha-daemon\n\nFiles: *\nLicense: MIT OR Apache-2.0\n\n{license}"

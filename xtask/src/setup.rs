@@ -57,6 +57,7 @@ pub fn run() -> Result<()> {
     cargo_fuzz()?;
     python()?;
     node()?;
+    promtool()?;
     println!("==> setup: everything is installed");
     Ok(())
 }
@@ -174,6 +175,53 @@ fn cargo_fuzz() -> Result<()> {
             "--locked",
         ]),
     )
+}
+
+/// Prometheus's `promtool`, to check and unit-test the alert rules: taken
+/// out of Debian's `prometheus` package (downloaded, not installed: the
+/// package would bring a server and its service).
+pub const PROMTOOL: &str = "target/tools/promtool";
+
+fn promtool() -> Result<()> {
+    let dest = crate::util::root().join(PROMTOOL);
+    if dest.is_file() {
+        println!("    promtool ({PROMTOOL}): present");
+        return Ok(());
+    }
+    let work = crate::util::root().join("target/tools/prometheus-deb");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let download = || {
+        step(
+            "apt-get download prometheus (for promtool)",
+            Command::new("apt-get")
+                .current_dir(&work)
+                .args(["download", "-q", "prometheus"]),
+        )
+    };
+    if download().is_err() {
+        // The package lists may be missing or stale on a fresh machine.
+        step(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-q"]),
+        )?;
+        download()?;
+    }
+    let deb = std::fs::read_dir(&work)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| anyhow::anyhow!("apt-get download prometheus left no .deb"))?;
+    step(
+        "dpkg-deb -x (promtool only)",
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(work.join("root")),
+    )?;
+    std::fs::copy(work.join("root/usr/bin/promtool"), &dest)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
 }
 
 fn python() -> Result<()> {
