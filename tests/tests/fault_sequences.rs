@@ -347,3 +347,20 @@ fn a_stale_backup_does_not_resync_from_its_master_restarted_empty() {
     );
     drop(w.stop());
 }
+
+/// The staleness rule and the detached replica with Valkey on both hosts.
+mod valkey {
+    use ha_testbed::redis::use_valkey;
+
+    #[test]
+    fn replication_cut_then_master_lost_waits_for_the_old_master_nothing_lost() {
+        use_valkey();
+        super::replication_cut_then_master_lost_waits_for_the_old_master_nothing_lost();
+    }
+
+    #[test]
+    fn a_stale_backup_does_not_resync_from_its_master_restarted_empty() {
+        use_valkey();
+        super::a_stale_backup_does_not_resync_from_its_master_restarted_empty();
+    }
+}

