@@ -122,6 +122,14 @@ impl Report {
             .unwrap_or_default()
     }
 
+    /// Acknowledged writes a counter whose final value is `final_value` no
+    /// longer has: every step back of the counter, plus what was
+    /// acknowledged above its final value.
+    pub fn lost(&self, final_value: i64) -> i64 {
+        let back: i64 = self.went_back().iter().map(|(a, b)| a - b + 1).sum();
+        back + (self.last() - final_value).max(0)
+    }
+
     pub fn last(&self) -> i64 {
         self.acked.last().map_or(0, |a| a.1)
     }

@@ -36,12 +36,6 @@ fn key(lib: SentinelLib) -> String {
     format!("{lib:?}").to_lowercase()
 }
 
-/// Acknowledged writes the final counter does not hold.
-fn lost(r: &Report, final_value: i64) -> i64 {
-    let back: i64 = r.went_back().iter().map(|(a, b)| a - b + 1).sum();
-    back + (r.last() - final_value).max(0)
-}
-
 /// The longest time without an acknowledged write from `from` on, for
 /// `within` (counted from the last write before `from`).
 fn gap(r: &Report, from: Instant, within: Duration) -> Duration {
@@ -214,7 +208,7 @@ fn discovery_without_a_vip(
             "{lib:?} (timeout {timeout:?}): acknowledged {}, last {}, final {final_value}, lost {}, errors {}, longest gap after each fault: {}",
             r.acked.len(),
             r.last(),
-            lost(r, final_value),
+            r.lost(final_value),
             r.errors,
             gaps.join(", ")
         );

@@ -21,13 +21,6 @@ fn writer(c: &Cluster) -> Writer {
     )
 }
 
-/// Acknowledged writes the cluster no longer has: every step back of the
-/// counter, plus what was acknowledged above its final value.
-fn lost(r: &Report, final_value: i64) -> i64 {
-    let back: i64 = r.went_back().iter().map(|(a, b)| a - b + 1).sum();
-    back + (r.last() - final_value).max(0)
-}
-
 /// The replication link between the two Redis hosts breaks (the switch
 /// drops their frames; the witness and the client still reach both), then
 /// the master host is lost: h2's Redis has missed a second of writes.
@@ -98,7 +91,7 @@ fn replication_cut_then_master_lost_waits_for_the_old_master_nothing_lost() {
         r.last(),
         r.longest_gap()
     );
-    assert_eq!(lost(&r, v), 0, "acknowledged writes lost");
+    assert_eq!(r.lost(v), 0, "acknowledged writes lost");
 }
 
 /// The same, but an operator takes the loss: `ha-daemon promote
@@ -174,7 +167,7 @@ fn redis_hangs(quorum: Quorum) {
         .find(|(t, _)| *t > fault + Duration::from_millis(5))
         .map(|(t, _)| (*t - fault).as_millis());
     let v = counter(&c).expect("the counter reads through the VIP");
-    let lost = lost(&r, v);
+    let lost = r.lost(v);
     println!(
         "{quorum:?}: h2 holds the VIP {took_ms} ms after the hang; first write acknowledged after it at +{first_after:?} ms; longest gap {:?}; lost {lost}; went back {:?}",
         r.longest_gap(),
@@ -222,7 +215,7 @@ fn flapping(kind: Kind, quorum: Quorum) -> (i64, usize, Report) {
         .expect("one master after the flapping");
     let v = counter(&c).expect("the counter reads through the VIP");
     let takeovers = c.takeovers(2) - before;
-    (lost(&r, v), takeovers, r)
+    (r.lost(v), takeovers, r)
 }
 
 /// Without a quorum a flapping link makes the backup take over at every cut

@@ -25,12 +25,6 @@ fn sentinels(c: &Cluster) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Acknowledged writes the final counter does not hold.
-fn lost(r: &Report, final_value: i64) -> i64 {
-    let back: i64 = r.went_back().iter().map(|(a, b)| a - b + 1).sum();
-    back + (r.last() - final_value).max(0)
-}
-
 /// The counter, read from the master the daemon on `host` names.
 fn counter(c: &Cluster, host: usize) -> Option<i64> {
     let addr = cli(c, host, &["SENTINEL", "get-master-addr-by-name", "vi"]);
@@ -106,7 +100,7 @@ fn discovery_through_a_fault(fault: Fault) {
         "{fault:?}: acknowledged {} ({after} after the fault; last {}), final {final_value}, lost {}, errors {}, longest gap {:?}, errors: {:?}\nevents on h2:\n{ev}",
         r.acked.len(),
         r.last(),
-        lost(&r, final_value),
+        r.lost(final_value),
         r.errors,
         r.longest_gap(),
         r.error_log
@@ -124,7 +118,7 @@ fn discovery_through_a_fault(fault: Fault) {
         after > 100,
         "redis-py writes again after the fault ({after})"
     );
-    assert_eq!(lost(&r, final_value), 0, "acknowledged writes lost");
+    assert_eq!(r.lost(final_value), 0, "acknowledged writes lost");
     assert!(
         ev.contains(&format!("+switch-master\nvi {h1} 6379 {h2} 6379")),
         "h2 published +switch-master: {ev}"
