@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use ha_testbed::{
-    client::{LibWriter, Report, SentinelLib},
+    client::{LibWriter, SentinelLib},
     cluster::{Cluster, Fault, Quorum, SENTINEL_PORT},
     require_root, wait_for,
 };
