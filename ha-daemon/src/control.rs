@@ -195,10 +195,30 @@ async fn switchover(
                 }
                 if tokio::time::Instant::now() > deadline {
                     r.ok = false;
-                    r.message = format!(
-                        "VRRP master, but the local Redis was not promoted within 10 s: {:?}",
-                        red.guard.or(red.detached).or(red.last_action)
-                    );
+                    let inst = snap.instances.get(name);
+                    let state = inst.map(|i| i.state);
+                    r.message = if state == Some(crate::vrrp::machine::State::Master) {
+                        format!(
+                            "VRRP master, but the local Redis was not promoted within 10 s: {:?}",
+                            red.guard.or(red.detached).or(red.last_action)
+                        )
+                    } else {
+                        // Started, but the takeover did not happen (or did
+                        // not last): say what the node is and why.
+                        let lease = inst.and_then(|i| i.lease.as_ref());
+                        let why = lease
+                            .and_then(|l| {
+                                l.stale.as_ref().map(|s| {
+                                    format!("the voters refused it: its Redis is {}", s.describe())
+                                })
+                            })
+                            .or_else(|| lease.and_then(|l| l.last_event.clone()))
+                            .unwrap_or_else(|| "no takeover".into());
+                        format!(
+                            "not VRRP master 10 s after the switchover started (state {}): {why}",
+                            state.map_or("unknown".to_string(), |s| s.to_string())
+                        )
+                    };
                     break;
                 }
                 next_change(&mut changes).await;
