@@ -292,7 +292,20 @@ impl Voter {
         });
         self.max_term = r.term;
         self.max_holder = Some(r.holder);
-        if r.holding {
+        // Where the data stands: from the holder's renewals, and from the
+        // last holder taking a new term with more of the same history (a
+        // lease contested by a peer's requests is re-taken term after term,
+        // each time with its offset; kept only from renewals, the history
+        // stopped at the first new term and a peer that fell behind since
+        // looked current: the 30-minute campaign of 2026-12-07 lost 418
+        // writes so). A new term never starts a new history here: that
+        // takes a renewal (a lease a majority granted).
+        let extends = self.data_holder == Some(r.holder)
+            && r.offset.is_some_and(|o| {
+                self.history.comparable(r.replid)
+                    && self.history.newest().is_some_and(|(_, last)| o >= last)
+            });
+        if r.holding || extends {
             self.data_holder = Some(r.holder);
             if let Some(offset) = r.offset {
                 self.history.record_at(
@@ -419,6 +432,37 @@ mod tests {
         assert!(!v.release(ip(2), 3), "another node's release");
         assert!(v.release(ip(1), 3));
         assert_eq!(v.request(1, &req(2, 4)), Answer::Grant { term: 4 });
+    }
+
+    #[test]
+    fn the_last_holder_retaking_new_terms_still_reports_where_the_data_stands() {
+        const MS: Nanos = 1_000_000;
+        let mut v = Voter::new(0);
+        let mut r1 = req(1, 1);
+        r1.holding = true;
+        r1.offset = Some(1000);
+        assert!(matches!(v.request(0, &r1), Answer::Grant { .. }));
+        // Its lease contested, node 1 takes a new term every 10 ms instead
+        // of renewing; its data grows meanwhile.
+        for i in 1..=50u64 {
+            let mut again = req(1, 1 + i);
+            again.offset = Some(1000 + 100 * i);
+            assert!(matches!(
+                v.request(i * 40 * MS, &again),
+                Answer::Grant { .. }
+            ));
+        }
+        // Node 2 has the data of 40 ms in: 1.96 s behind.
+        let mut r2 = req(2, 100);
+        r2.offset = Some(1100);
+        r2.max_stale_ns = 100 * MS;
+        match v.request(2_100 * MS, &r2) {
+            Answer::Refuse {
+                why: Refusal::Stale(b),
+                ..
+            } => assert_eq!(b.ns, 1_960 * MS),
+            a => panic!("granted a node 1.96 s behind: {a:?}"),
+        }
     }
 
     #[test]

@@ -33,16 +33,16 @@ pub struct Vouch {
     /// The master (host, port) and when this agent first saw its Redis follow it.
     following: Option<(String, u16, Instant)>,
     link_was_up: bool,
-    /// Last time the VRRP side named that master.
-    named: Option<Instant>,
     /// Last time the daemon read it as a master.
     seen: Option<Instant>,
 }
 
 impl Vouch {
-    /// One reconcile pass's reading: the local `role`, whether the VRRP side
-    /// names the master it follows, and when the daemon last read that
-    /// master as a master. Returns why the local Redis must be detached,
+    /// One reconcile pass's reading: the local `role` and when the daemon
+    /// last read the master it follows as a master. Whether the VRRP side
+    /// names that master does not count: under `[quorum]` a contested lease
+    /// hides the master from the view for a while, and a replica detached
+    /// then only fell behind (the 30-minute campaign of 2026-12-07). Returns why the local Redis must be detached,
     /// or None while the daemon can vouch for its master (or it follows
     /// none). `unseen` bounds each silence, and a link not up yet after a
     /// new `REPLICAOF` is given as long.
@@ -50,7 +50,6 @@ impl Vouch {
         &mut self,
         now: Instant,
         role: &Role,
-        named: bool,
         seen: Option<Instant>,
         unseen: Duration,
     ) -> Option<String> {
@@ -82,9 +81,6 @@ impl Vouch {
         if *link_up {
             self.link_was_up = true;
         }
-        if named {
-            self.named = Some(now);
-        }
         if let Some(t) = seen {
             self.seen = Some(self.seen.map_or(t, |s| s.max(t)));
         }
@@ -93,13 +89,6 @@ impl Vouch {
         let master = format!("{master_host}:{master_port}");
         if !*link_up && !*syncing && (self.link_was_up || quiet(None) > unseen) {
             return Some(format!("its replication link to {master} is down"));
-        }
-        let q = quiet(self.named);
-        if q > unseen {
-            return Some(format!(
-                "the VRRP side has not named {master} the master for {} ms",
-                q.as_millis()
-            ));
         }
         let q = quiet(self.seen);
         if q > unseen {
@@ -135,7 +124,7 @@ mod tests {
         for i in 0..50 {
             let now = t0 + Duration::from_millis(100 * i);
             assert_eq!(
-                v.observe(now, &replica("10.0.0.1", true), true, Some(now), U),
+                v.observe(now, &replica("10.0.0.1", true), Some(now), U),
                 None
             );
         }
@@ -146,11 +135,11 @@ mod tests {
         let t0 = Instant::now();
         let mut v = Vouch::default();
         assert!(
-            v.observe(t0, &replica("10.0.0.1", true), true, Some(t0), U)
+            v.observe(t0, &replica("10.0.0.1", true), Some(t0), U)
                 .is_none()
         );
         let t = t0 + Duration::from_millis(100);
-        let why = v.observe(t, &replica("10.0.0.1", false), true, Some(t0), U);
+        let why = v.observe(t, &replica("10.0.0.1", false), Some(t0), U);
         assert!(why.unwrap().contains("link to 10.0.0.1:6379 is down"));
     }
 
@@ -159,11 +148,11 @@ mod tests {
         let t0 = Instant::now();
         let mut v = Vouch::default();
         let down = replica("10.0.0.1", false);
-        assert!(v.observe(t0, &down, true, None, U).is_none());
+        assert!(v.observe(t0, &down, None, U).is_none());
         let t = t0 + Duration::from_millis(400);
-        assert!(v.observe(t, &down, true, Some(t), U).is_none());
+        assert!(v.observe(t, &down, Some(t), U).is_none());
         let t = t0 + Duration::from_millis(600);
-        assert!(v.observe(t, &down, true, Some(t), U).is_some());
+        assert!(v.observe(t, &down, Some(t), U).is_some());
         // A full sync under way is not a broken link.
         let mut v = Vouch::default();
         let syncing = Role::Replica {
@@ -175,29 +164,29 @@ mod tests {
         };
         for i in 0..20 {
             let now = t0 + Duration::from_millis(100 * i);
-            assert!(v.observe(now, &syncing, true, Some(now), U).is_none());
+            assert!(v.observe(now, &syncing, Some(now), U).is_none());
         }
     }
 
     #[test]
-    fn a_master_not_seen_or_not_named_is_given_up_after_unseen() {
+    fn a_master_not_seen_is_given_up_after_unseen() {
         // The link still looks up to Redis (a cut: no FIN, no RST), but the
         // daemon reaches the master no more.
         let t0 = Instant::now();
         let mut v = Vouch::default();
         let up = replica("10.0.0.1", true);
-        assert!(v.observe(t0, &up, true, Some(t0), U).is_none());
+        assert!(v.observe(t0, &up, Some(t0), U).is_none());
         let t = t0 + Duration::from_millis(450);
-        assert!(v.observe(t, &up, true, Some(t0), U).is_none());
+        assert!(v.observe(t, &up, Some(t0), U).is_none());
         let t = t0 + Duration::from_millis(550);
-        let why = v.observe(t, &up, true, Some(t0), U).unwrap();
+        let why = v.observe(t, &up, Some(t0), U).unwrap();
         assert!(why.contains("has not answered this node"), "{why}");
-        // VRRP no longer names it.
+        // Answering, it is kept whatever VRRP says.
         let mut v = Vouch::default();
-        assert!(v.observe(t0, &up, true, Some(t0), U).is_none());
-        let t = t0 + Duration::from_millis(550);
-        let why = v.observe(t, &up, false, Some(t), U).unwrap();
-        assert!(why.contains("has not named"), "{why}");
+        for i in 0..20 {
+            let t = t0 + Duration::from_millis(100 * i);
+            assert!(v.observe(t, &up, Some(t), U).is_none());
+        }
     }
 
     #[test]
@@ -205,14 +194,11 @@ mod tests {
         let t0 = Instant::now();
         let mut v = Vouch::default();
         assert!(
-            v.observe(t0, &replica("10.0.0.1", true), true, Some(t0), U)
+            v.observe(t0, &replica("10.0.0.1", true), Some(t0), U)
                 .is_none()
         );
         let t = t0 + Duration::from_secs(5);
-        assert!(
-            v.observe(t, &replica("10.0.0.2", false), true, None, U)
-                .is_none()
-        );
+        assert!(v.observe(t, &replica("10.0.0.2", false), None, U).is_none());
         let parked = replica(PARK.0, false);
         let parked = match parked {
             Role::Replica {
@@ -231,12 +217,12 @@ mod tests {
             r => r,
         };
         assert!(super::parked(&parked));
-        assert!(v.observe(t, &parked, false, None, U).is_none());
+        assert!(v.observe(t, &parked, None, U).is_none());
         let master = Role::Master {
             offset: 1,
             connected_replicas: 0,
             replicas: vec![],
         };
-        assert!(v.observe(t, &master, false, None, U).is_none());
+        assert!(v.observe(t, &master, None, U).is_none());
     }
 }

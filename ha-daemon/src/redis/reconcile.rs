@@ -491,12 +491,11 @@ impl Agent {
             Role::Master { .. } => (String::new(), 0),
         };
         let ip: Option<IpAddr> = host.parse().ok();
-        let named = ip.is_some() && view.master == ip && port == self.cfg.port;
         let seen = self.stream.seen();
         let seen_at = seen.at.filter(|_| ip.is_some() && seen.master == ip);
         let Some(why) = self
             .vouch
-            .observe(Instant::now(), &r, named, seen_at, self.unseen())
+            .observe(Instant::now(), &r, seen_at, self.unseen())
         else {
             return Some(r);
         };
