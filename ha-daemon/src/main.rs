@@ -66,7 +66,7 @@ fn render_status(v: &serde_json::Value) -> String {
                         .map(|g| format!("GUARD: {g}"))
                         .unwrap_or_default()
                 );
-                if let Some(d) = r["detached"].as_str() {
+                if let Some(d) = r.get("detached").and_then(|d| d.as_str()) {
                     let _ = writeln!(o, "  DETACHED (replicates from no one): {d}");
                 }
                 if let Some(a) = r["last_action"].as_str() {
