@@ -5,6 +5,7 @@
 //! a tickle ACK right after the VIP is its own and its Redis promoted, so
 //! the clients reset and reconnect now instead of at their retransmit timer.
 pub mod book;
+pub mod reset;
 pub mod send;
 pub mod track;
 
@@ -53,8 +54,12 @@ pub struct Tickler {
 }
 
 impl Tickler {
+    /// Counts as a counter does: status.json shows it within its period
+    /// (nobody is woken; a quiet update alone would not reach the file
+    /// until something else changed, and on a backup whose adverts the
+    /// kernel reads that can be never).
     fn set(&self, f: impl FnOnce(&mut TickleStatus)) {
-        self.status.update_quiet(|s| {
+        self.status.count(|s| {
             if let Some(i) = s.instances.get_mut(&self.instance) {
                 f(i.tickle.get_or_insert_with(Default::default));
             }
