@@ -468,6 +468,29 @@ impl Lan {
         Ok(())
     }
 
+    /// The switch drops every frame that `matches` (an nftables bridge
+    /// expression, e.g. `tcp window 1234`: every tickle), from now on.
+    pub fn drop_matching(&self, matches: &str) -> Result<()> {
+        self.nft(&format!(
+            "add table bridge hatestdrop\n\
+             add chain bridge hatestdrop fw {{ type filter hook forward priority -1; policy accept; }}\n\
+             add rule bridge hatestdrop fw {matches} counter drop"
+        ))
+    }
+
+    /// How many frames `drop_matching` dropped so far, per rule in order.
+    pub fn dropped(&self) -> Vec<u64> {
+        let out = self
+            .bridge
+            .exec("nft", &["list", "table", "bridge", "hatestdrop"])
+            .unwrap_or_default();
+        let w: Vec<&str> = out.split_whitespace().collect();
+        w.windows(2)
+            .filter(|p| p[0] == "packets")
+            .filter_map(|p| p[1].parse().ok())
+            .collect()
+    }
+
     fn partition_table(&self) -> Result<()> {
         if self.nft("list set bridge hatest cuts").is_ok() {
             return Ok(());

@@ -64,24 +64,31 @@ fn known_by_h2(c: &Cluster, n: u64) {
     );
 }
 
+/// A client's connection to the VIP, checked with a PING; library
+/// defaults: no read or write timeout at all.
+fn connected(c: &Cluster) -> TcpStream {
+    let mut s = c
+        .client()
+        .ns
+        .enter(|| TcpStream::connect_timeout(&vip(), Duration::from_secs(2)))
+        .unwrap()
+        .expect("a connection to the VIP");
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(None).unwrap();
+    let mut buf = [0u8; 64];
+    s.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    assert!(s.read(&mut buf).unwrap() > 0, "no answer to PING");
+    s
+}
+
 /// A request in flight when the master host vanishes, on a connection
 /// with no timeout: the client gets a reset and reconnects, where without
 /// tickles it would wait for its TCP retransmit (200 ms at least) to reach
 /// the new master.
 fn in_flight(quorum: Quorum) {
     let c = start(quorum, 0);
-    let mut s = c
-        .client()
-        .ns
-        .enter(|| TcpStream::connect(vip()))
-        .unwrap()
-        .unwrap();
-    s.set_nodelay(true).unwrap();
-    // Library defaults: no read or write timeout at all.
-    s.set_read_timeout(None).unwrap();
+    let mut s = connected(&c);
     let mut buf = [0u8; 64];
-    s.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
-    assert!(s.read(&mut buf).unwrap() > 0);
     known_by_h2(&c, 1);
     let mut c = c;
     let t0 = Instant::now();
@@ -127,6 +134,57 @@ fn a_request_in_flight_when_the_master_host_vanishes_is_reset_by_the_tickle() {
 #[test]
 fn with_a_quorum_too_the_request_in_flight_is_reset_by_the_tickle() {
     in_flight(Quorum::Witness);
+}
+
+/// A SIGKILLed master daemon leaves its VIP and its Redis's clients behind;
+/// the next run removes the VIP, after which nothing from this host reaches
+/// them. A client blocked on a request (no timeout) that nothing else
+/// freed would wait for ever: here the new master's tickles are lost and
+/// the Redis hosts cannot reach each other's Redis (the new master cannot
+/// close the old one's clients, the old one cannot follow it, so the
+/// restarted node never takes the VIP back). The new run resets them first.
+#[test]
+fn a_restarted_daemon_resets_the_client_connections_its_killed_predecessor_left() {
+    let mut c = start(Quorum::Off, 0);
+    let mut s = connected(&c);
+    known_by_h2(&c, 1);
+    let (h1, h2) = (c.host(1).addr4, c.host(2).addr4);
+    c.lan.drop_matching("tcp window 1234").unwrap();
+    c.lan
+        .drop_matching(&format!(
+            "ip saddr {{ {h1}, {h2} }} ip daddr {{ {h1}, {h2} }} tcp dport 6379"
+        ))
+        .unwrap();
+    // Blocked on h1's Redis, which nothing will answer.
+    s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nha:none\r\n$1\r\n0\r\n")
+        .unwrap();
+    c.inject(Fault::DaemonKilled).unwrap();
+    let took = wait_for(Duration::from_secs(5), || {
+        (c.status(2)?["state"] == "Master" && c.role(2).as_deref() == Some("master")).then_some(())
+    });
+    assert!(took.is_some(), "h2 never took over: {:?}", c.status(2));
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 64];
+    let r = s.read(&mut buf);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the client should still wait here, got {r:?}; dropped (tickles, Redis to Redis): {:?}",
+        c.lan.dropped()
+    );
+    let t0 = Instant::now();
+    c.start_node(1).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let r = s.read(&mut buf);
+    println!(
+        "restarted daemon: the client read {r:?} {:?} after the start; dropped (tickles, Redis to Redis): {:?}",
+        t0.elapsed(),
+        c.lan.dropped()
+    );
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the client expected a reset from the restarted daemon, got {r:?} ({})",
+        String::from_utf8_lossy(&buf[..*r.as_ref().unwrap_or(&0)])
+    );
 }
 
 #[test]

@@ -76,12 +76,10 @@ impl Tracker {
         Ok(n)
     }
 
-    /// Aborts the established connections to `port` on any of `vips`: the
-    /// kernel sends each client a reset (SOCK_DESTROY). For a master that
-    /// gave its lease up: the kernel fence now drops whatever its Redis
-    /// would answer, and a client whose request is in flight would wait
-    /// for its retransmit timer (200 ms at least; for ever, if the last
-    /// segment got through) before it tried the new master.
+    /// Aborts the connections to `port` on any of `vips` that a client
+    /// still counts on (established, closing with data or a FIN unacked):
+    /// the kernel sends each client a reset (SOCK_DESTROY). `reset.rs`
+    /// says when.
     pub fn destroy(&mut self, vips: &[IpAddr], port: u16) -> io::Result<usize> {
         let mut n = 0;
         for v6 in [false, true] {
@@ -89,7 +87,8 @@ impl Tracker {
                 continue;
             }
             let mut ids = Vec::new();
-            self.dump(v6, StateFlags::ESTABLISHED | StateFlags::CLOSE_WAIT, |id| {
+            let states = StateFlags::ESTABLISHED | StateFlags::CLOSE_WAIT | StateFlags::FIN_WAIT1;
+            self.dump(v6, states, |id| {
                 if id.source_port == port && vips.contains(&id.source_address.to_canonical()) {
                     ids.push(id.clone());
                 }

@@ -33,6 +33,7 @@ use crate::{
         reconcile::{Signal, View},
     },
     status::{InstanceStatus, Shared, Transition},
+    tickle::reset,
 };
 
 /// A valid advert routed to this instance by the receiver.
@@ -230,6 +231,12 @@ impl Driver {
         // A VIP left on the interface by a crashed predecessor is not ours to
         // keep until VRRP says so.
         self.kernel_vips(false);
+        // Its clients too: once the VIP is gone nothing from this host
+        // reaches them, and one whose request is in flight would wait for
+        // ever (library defaults have no timeout).
+        if let Some(done) = self.reset_clients(reset::Why::LeftByPreviousRun) {
+            let _ = done.await;
+        }
         self.remove_vips().await;
         let acts = self.machine.handle(Event::Startup, clock::monotonic_ns());
         self.apply(acts).await;
@@ -741,33 +748,22 @@ impl Driver {
 
     /// With `[quorum]` and the kernel fence: the fence drops whatever the
     /// local Redis would still answer through the VIP, so its clients are
-    /// reset now (SOCK_DESTROY; the reset passes the fence), while the VIP
-    /// is still on the interface to send from. A client whose request was
-    /// in flight would otherwise wait for its retransmit timer (200 ms at
-    /// least) before it reached the new master.
-    /// Without it, when this node resigned (priority 0) because its Redis
-    /// hangs: a request in flight would wait for an answer that never comes.
+    /// reset now (the reset passes the fence), while the VIP is still on
+    /// the interface to send from. Without it, only when this node resigned
+    /// (priority 0) because its Redis hangs.
     fn abort_clients(&self) {
         let fenced = self.quorum.is_some() && self.kernel.is_some();
-        if !fenced && self.machine.priority() != 0 {
-            return;
+        if fenced || self.machine.priority() == 0 {
+            self.reset_clients(reset::Why::GaveUp);
         }
-        let Some(port) = self.cfg.redis.as_ref().map(|r| r.port) else {
-            return;
-        };
+    }
+
+    /// Resets the clients of the VIPs' Redis port (none without `[redis]`),
+    /// on a blocking thread.
+    fn reset_clients(&self, why: reset::Why) -> Option<tokio::task::JoinHandle<usize>> {
+        let port = self.cfg.redis.as_ref()?.port;
         let vips: Vec<IpAddr> = self.vips.iter().map(|v| v.addr).collect();
-        let name = self.cfg.name.clone();
-        tokio::task::spawn_blocking(move || {
-            match crate::tickle::track::Tracker::new().and_then(|mut t| t.destroy(&vips, port)) {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(instance = %name, "reset {n} client connection(s) to the VIP's Redis: the fence drops their answers; they reconnect to the new master")
-                }
-                Err(e) => {
-                    tracing::warn!(instance = %name, "resetting the clients of the VIP's Redis: {e}")
-                }
-            }
-        });
+        Some(reset::spawn(self.cfg.name.clone(), vips, port, why))
     }
 
     /// Removes lingering VIPs once no socket on them may still send, or at
