@@ -1100,6 +1100,8 @@ fn info_role(c: &mut client::Conn) -> Option<bool> {
 pub struct MasterSampler {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Duration>>,
+    /// When a node's Redis was seen to become master.
+    changes: Arc<std::sync::Mutex<Vec<Instant>>>,
 }
 
 impl MasterSampler {
@@ -1109,23 +1111,33 @@ impl MasterSampler {
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = changes.clone();
         let handle = c
             .client()
             .ns
             .thread(move || {
                 let mut conns: Vec<Option<client::Conn>> = addrs.iter().map(|_| None).collect();
+                let mut was: Vec<Option<bool>> = addrs.iter().map(|_| None).collect();
                 let mut both = Duration::ZERO;
                 let mut last = Instant::now();
                 while !flag.load(Ordering::Relaxed) {
                     let mut masters = 0;
-                    for (a, c) in addrs.iter().zip(conns.iter_mut()) {
+                    for ((a, c), was) in addrs.iter().zip(conns.iter_mut()).zip(was.iter_mut()) {
                         if c.is_none() {
                             *c = client::connect(*a).ok();
                         }
-                        match c.as_mut().map(info_role) {
-                            Some(Some(true)) => masters += 1,
-                            Some(Some(false)) => {}
-                            _ => *c = None,
+                        let role = c.as_mut().and_then(info_role);
+                        match role {
+                            Some(true) => masters += 1,
+                            Some(false) => {}
+                            None => *c = None,
+                        }
+                        if role == Some(true) && *was == Some(false) {
+                            seen.lock().unwrap().push(Instant::now());
+                        }
+                        if role.is_some() {
+                            *was = role;
                         }
                     }
                     let now = Instant::now();
@@ -1141,7 +1153,14 @@ impl MasterSampler {
         MasterSampler {
             stop,
             handle: Some(handle),
+            changes,
         }
+    }
+
+    /// When a node's Redis was seen to become master so far (a replica's
+    /// promotion; a node seen first as a master does not count).
+    pub fn changes(&self) -> Vec<Instant> {
+        self.changes.lock().unwrap().clone()
     }
     pub fn stop(mut self) -> Duration {
         self.stop.store(true, Ordering::Relaxed);

@@ -34,9 +34,11 @@ fn run_lab(args: &[&str]) -> String {
 }
 
 /// The rows of the lab's results table (one per fault); each must show no
-/// acknowledged write lost, but the master cut off from its peers: it may
-/// lose what it acknowledged in its last lease (32.7 ms; `quorum.rs`
-/// checks that bound exactly, against what the old master acknowledged).
+/// acknowledged write lost, but the master cut off from its peers: README,
+/// *What the partitions do*: what it acknowledged in its last lease (32.7
+/// ms) plus what its replica lagged at the cut (never more than
+/// `max_staleness_ms`, 100 ms). `quorum.rs` checks the lease part exactly,
+/// against what the old master acknowledged.
 fn assert_no_write_lost(text: &str) -> usize {
     let rows: Vec<&str> = text
         .lines()
@@ -50,15 +52,15 @@ fn assert_no_write_lost(text: &str) -> usize {
     for l in &rows {
         let cols: Vec<&str> = l.split('|').map(str::trim).collect();
         if cols[1].starts_with("master cut off") {
-            // One lease (32.7 ms) of writes at the run's pace: `writes after`
-            // span the 5 s window, gaps included, so the old master's own
-            // pace before the fault is up to about twice the average.
+            // That span of writes at the run's pace: `writes after` span
+            // the 5 s window, gaps included, so the old master's own pace
+            // before the fault is up to about twice the average.
             let lost: f64 = cols[3].parse().expect("a count");
             let after: f64 = cols[4].parse().expect("a count");
-            let lease_of_writes = after / 5000.0 * 32.7;
+            let bound = after / 5000.0 * (32.7 + 100.0);
             assert!(
-                lost <= 2.0 * lease_of_writes,
-                "more than a lease of writes lost ({lease_of_writes:.0} at the average pace): {l}"
+                lost <= 2.0 * bound,
+                "more than a lease and max_staleness_ms of writes lost ({bound:.0} at the average pace): {l}"
             );
         } else {
             assert_eq!(cols[3], "0", "lost writes: {l}");
