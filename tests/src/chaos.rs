@@ -792,6 +792,9 @@ fn inject(
         }
         Fault::BadLink { ms, host, spec } => {
             let h = resolve(c, host).context("no such host now")?;
+            // One relay per link: a second would fail half-way up and
+            // leave the first one's link broken.
+            anyhow::ensure!(!impairs.contains_key(&h), "h{h}'s link is impaired already");
             let imp = c.lan.impair(h, spec, rng.random())?;
             impairs.insert(h, imp);
             later(after(ms), Act::Unimpair(h));

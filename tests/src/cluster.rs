@@ -538,10 +538,30 @@ impl Cluster {
                 }))
             .then_some(())
         });
-        anyhow::ensure!(
-            settled.is_some(),
-            "the cluster does not settle: a backup's Redis does not stream from the master, or VRRP keeps changing"
-        );
+        if settled.is_none() {
+            // What each node says, to tell the two apart.
+            let each: Vec<String> = (1..=self.n)
+                .map(|i| {
+                    let st = self.status(i).unwrap_or_default();
+                    format!(
+                        "h{i}: state {}, priority {}/{}, last transition {}, redis {}",
+                        st["state"],
+                        st["effective_priority"],
+                        st["priority"],
+                        st["transitions"]
+                            .as_array()
+                            .and_then(|t| t.last())
+                            .cloned()
+                            .unwrap_or_default(),
+                        st["redis"]
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "the cluster does not settle: a backup's Redis does not stream from the master, or VRRP keeps changing\n{}",
+                each.join("\n")
+            );
+        }
         self.wait_healthy(None, Duration::from_secs(20))
     }
 

@@ -678,9 +678,12 @@ impl Quorum {
                 });
                 let answer = inst.voter.request(now, &req);
                 if let (Some(b), Answer::Grant { term }) = (behind, &answer) {
-                    let ms = b.map_or(0.0, |b| b.ns as f64 / 1e6);
-                    inst.vote.last_takeover_behind_ms = Some(ms);
-                    tracing::info!(instance = %instance, "quorum: granted {peer} a takeover (term {term}): its Redis is {ms:.1} ms behind the last master's reported writes");
+                    // None: not behind at all. Unknown (an operator's
+                    // accepted loss): no figure, and the log says why.
+                    let b = b.unwrap_or(super::staleness::Behind { ns: 0, bytes: 0 });
+                    inst.vote.last_takeover_behind_ms =
+                        (b.ns != u64::MAX).then(|| b.ns as f64 / 1e6);
+                    tracing::info!(instance = %instance, "quorum: granted {peer} a takeover (term {term}): its Redis is {}", b.describe());
                 }
                 count_vote(&mut inst.vote, &answer);
                 self.persist_horizon();
