@@ -56,6 +56,9 @@ pub const ALL_MAPS: [&str; 12] = [
     MAP_VOTERS,
     MAP_COUNTERS,
 ];
+/// The TCP window a tickle ACK carries (sequence and acknowledgment 0):
+/// the daemon sends them, and the egress fence lets them out.
+pub const TICKLE_WINDOW: u16 = 1234;
 /// Bumped whenever a map's key or value layout changes: pinned maps are named
 /// `<MAP>_v<LAYOUT>`, so a new object never reuses an incompatible pinned map.
 pub const LAYOUT: u32 = 2;

@@ -883,13 +883,18 @@ fn egress(ctx: &TcContext) -> Option<bool> {
     if e.flags & VIP_LEASE == 0 {
         return None;
     }
-    let th: [u8; 14] = ctx.load(l4).ok()?;
+    let th: [u8; 16] = ctx.load(l4).ok()?;
     if u16::from_be_bytes([th[0], th[1]]) != e.redis_port {
         return None;
     }
     // A reset carries no reply: the old master aborting its clients'
     // connections (so that they reconnect to the new one at once) goes out.
-    if th[13] & TCP_RST != 0 {
+    // So do the tickles that follow those resets (a bare ACK, sequence and
+    // acknowledgment 0, the tickles' window): a lost reset is not the end.
+    let tickle = th[13] == TCP_ACK
+        && th[4..12] == [0u8; 8]
+        && u16::from_be_bytes([th[14], th[15]]) == TICKLE_WINDOW;
+    if th[13] & TCP_RST != 0 || tickle {
         return Some(false);
     }
     let until = LEASES.get(e.slot).map_or(0, |l| l.until_ns);

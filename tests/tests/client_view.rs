@@ -187,6 +187,58 @@ fn a_restarted_daemon_resets_the_client_connections_its_killed_predecessor_left(
     );
 }
 
+/// With `[quorum]` a master that gives the VIP up resets its clients (its
+/// fence drops what its Redis would answer). A reset goes out once: when it
+/// is lost, and the new master's tickles too, a client blocked on a request
+/// with no timeout would wait for ever. The old master's tickles follow its
+/// resets (600 ms, 1.5 s later): the client answers one, and the new
+/// master, which has no socket for it, resets it.
+#[test]
+fn a_lost_reset_is_followed_by_tickles() {
+    let mut c = start(Quorum::Witness, 0);
+    let mut s = connected(&c);
+    known_by_h2(&c, 1);
+    let (m1, m2) = (c.host(1).mac.clone(), c.host(2).mac.clone());
+    c.lan
+        .drop_matching(&format!(
+            "ether saddr {m1} ip saddr {VIP} tcp sport 6379 tcp flags & rst == rst"
+        ))
+        .unwrap();
+    c.lan
+        .drop_matching(&format!("ether saddr {m2} tcp window 1234"))
+        .unwrap();
+    // Blocked on h1's Redis; what it answers at its demotion is fenced.
+    s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nha:none\r\n$1\r\n0\r\n")
+        .unwrap();
+    // It waits (the request reached h1's Redis and was acknowledged).
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let r = s.read(&mut buf);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the client should wait here, got {r:?}"
+    );
+    let t0 = Instant::now();
+    c.inject(Fault::Switchover).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let r = s.read(&mut buf);
+    let dropped = c.lan.dropped();
+    println!(
+        "switchover: the client read {r:?} {:?} after it began; dropped (h1's resets, h2's tickles): {dropped:?}",
+        t0.elapsed()
+    );
+    assert!(
+        dropped.first().is_some_and(|n| *n > 0),
+        "h1's reset was not even sent: {dropped:?}"
+    );
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the client expected a reset, got {r:?} ({})",
+        String::from_utf8_lossy(&buf[..*r.as_ref().unwrap_or(&0)])
+    );
+}
+
 #[test]
 fn a_reconnect_to_the_old_host_after_a_graceful_move_is_carried_to_the_new_master() {
     reconnect_to_the_old_host(ha_testbed::Switch::Nic);

@@ -183,6 +183,16 @@ fn egress_drops_only_the_vips_redis_replies_and_only_with_a_lease() {
         b"",
     );
     assert_eq!(p.test_run_egress(&rst).unwrap(), TC_ACT_OK);
+    // So do the tickles that follow those resets (a bare ACK, sequence and
+    // acknowledgment 0, window 1234); a bare ACK of Redis's does not.
+    let bare = |seq: u32, window: u16| {
+        let mut f = tcp_segment(CLIENT_MAC, OWN, VIP, 6379, CLIENT, 40000, ACK, seq, 0, b"");
+        f[14 + 20 + 14..14 + 20 + 16].copy_from_slice(&window.to_be_bytes());
+        f
+    };
+    assert_eq!(p.test_run_egress(&bare(0, 1234)).unwrap(), TC_ACT_OK);
+    assert_eq!(p.test_run_egress(&bare(0, 65535)).unwrap(), TC_ACT_SHOT);
+    assert_eq!(p.test_run_egress(&bare(7, 1234)).unwrap(), TC_ACT_SHOT);
     assert_eq!(
         p.test_run_egress(&from(H2, 6379)).unwrap(),
         TC_ACT_OK,

@@ -28,7 +28,7 @@ use book::{Book, Client, Reporter};
 /// Rounds after the first: the client's kernel answers an out-of-window
 /// segment at most once per 500 ms per connection (tcp_invalid_ratelimit),
 /// so repeats closer than that are wasted.
-const REPEATS: [Duration; 2] = [Duration::from_millis(600), Duration::from_millis(1500)];
+pub(crate) const REPEATS: [Duration; 2] = [Duration::from_millis(600), Duration::from_millis(1500)];
 /// How long the first round waits for the local Redis to be promoted (a
 /// client that reconnects before that gets READONLY).
 const PROMOTION_WAIT: Duration = Duration::from_millis(100);

@@ -18,8 +18,9 @@ use std::{
 
 use super::book::Client;
 
-/// The window value tickles carry: easy to spot in a capture.
-pub const WINDOW: u16 = 1234;
+/// The window value tickles carry: easy to spot in a capture, and the egress
+/// fence lets them out by it.
+pub const WINDOW: u16 = ha_common::TICKLE_WINDOW;
 /// Datagrams per sendmmsg call, and the pause between calls: a burst of
 /// thousands overruns a TX ring (a veth's peer ring holds 256) or a switch
 /// port's buffer, and a lost tickle costs its client 600 ms (the next

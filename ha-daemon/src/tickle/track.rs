@@ -80,8 +80,9 @@ impl Tracker {
     /// still counts on (established, closing with data or a FIN unacked):
     /// the kernel sends each client a reset (SOCK_DESTROY). `reset.rs`
     /// says when.
-    pub fn destroy(&mut self, vips: &[IpAddr], port: u16) -> io::Result<usize> {
-        let mut n = 0;
+    /// Returns each reset connection's VIP and client.
+    pub fn destroy(&mut self, vips: &[IpAddr], port: u16) -> io::Result<Vec<(IpAddr, Client)>> {
+        let mut out = Vec::new();
         for v6 in [false, true] {
             if !vips.iter().any(|v| v.is_ipv6() == v6) {
                 continue;
@@ -94,12 +95,14 @@ impl Tracker {
                 }
             })?;
             for id in ids {
+                let vip = id.source_address.to_canonical();
+                let client = (id.destination_address.to_canonical(), id.destination_port);
                 if self.destroy_one(v6, id).is_ok() {
-                    n += 1;
+                    out.push((vip, client));
                 }
             }
         }
-        Ok(n)
+        Ok(out)
     }
 
     fn destroy_one(&mut self, v6: bool, id: SocketId) -> io::Result<()> {
