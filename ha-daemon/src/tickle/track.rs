@@ -78,9 +78,8 @@ impl Tracker {
 
     /// Aborts the connections to `port` on any of `vips` that a client
     /// still counts on (established, closing with data or a FIN unacked):
-    /// the kernel sends each client a reset (SOCK_DESTROY). `reset.rs`
-    /// says when.
-    /// Returns each reset connection's VIP and client.
+    /// the kernel sends each client a reset (SOCK_DESTROY); `reset.rs`
+    /// says when. Returns each reset connection's VIP and client.
     pub fn destroy(&mut self, vips: &[IpAddr], port: u16) -> io::Result<Vec<(IpAddr, Client)>> {
         let mut out = Vec::new();
         for v6 in [false, true] {
