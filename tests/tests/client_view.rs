@@ -12,6 +12,7 @@ use std::{
 };
 
 use ha_testbed::{
+    Switch,
     cluster::{Cluster, Fault, Kind, Quorum, VIP},
     frames, require_root, wait_for,
 };
@@ -145,7 +146,31 @@ fn with_a_quorum_too_the_request_in_flight_is_reset_by_the_tickle() {
 /// restarted node never takes the VIP back). The new run resets them first.
 #[test]
 fn a_restarted_daemon_resets_the_client_connections_its_killed_predecessor_left() {
-    let mut c = start(Quorum::Off, 0);
+    restarted_daemon_resets(Switch::Nic);
+}
+
+#[test]
+fn on_a_plain_bridge_too_a_restarted_daemon_resets_what_it_left() {
+    restarted_daemon_resets(Switch::Veth);
+}
+
+/// A cluster of two on `switch`.
+fn start_on(switch: Switch, quorum: Quorum) -> Cluster {
+    require_root();
+    Cluster::start_on(
+        switch,
+        Kind::Ours { advert_ms: 10 },
+        2,
+        quorum,
+        0,
+        "hac",
+        false,
+    )
+    .expect("the cluster forms")
+}
+
+fn restarted_daemon_resets(switch: Switch) {
+    let mut c = start_on(switch, Quorum::Off);
     let mut s = connected(&c);
     known_by_h2(&c, 1);
     let (h1, h2) = (c.host(1).addr4, c.host(2).addr4);
@@ -195,7 +220,16 @@ fn a_restarted_daemon_resets_the_client_connections_its_killed_predecessor_left(
 /// master, which has no socket for it, resets it.
 #[test]
 fn a_lost_reset_is_followed_by_tickles() {
-    let mut c = start(Quorum::Witness, 0);
+    lost_reset(Switch::Nic);
+}
+
+#[test]
+fn on_a_plain_bridge_too_a_lost_reset_is_followed_by_tickles() {
+    lost_reset(Switch::Veth);
+}
+
+fn lost_reset(switch: Switch) {
+    let mut c = start_on(switch, Quorum::Witness);
     let mut s = connected(&c);
     known_by_h2(&c, 1);
     let (m1, m2) = (c.host(1).mac.clone(), c.host(2).mac.clone());
@@ -241,15 +275,15 @@ fn a_lost_reset_is_followed_by_tickles() {
 
 #[test]
 fn a_reconnect_to_the_old_host_after_a_graceful_move_is_carried_to_the_new_master() {
-    reconnect_to_the_old_host(ha_testbed::Switch::Nic);
+    reconnect_to_the_old_host(Switch::Nic);
 }
 
 #[test]
 fn on_a_plain_bridge_too_a_reconnect_to_the_old_host_is_carried() {
-    reconnect_to_the_old_host(ha_testbed::Switch::Veth);
+    reconnect_to_the_old_host(Switch::Veth);
 }
 
-fn reconnect_to_the_old_host(switch: ha_testbed::Switch) {
+fn reconnect_to_the_old_host(switch: Switch) {
     require_root();
     let mut c = Cluster::start_on(
         switch,
@@ -606,7 +640,7 @@ fn after_a_partition_heals_the_client_is_pointed_back_at_the_master() {
 /// again within 50 ms, on either kind of switch: with a veth into a plain
 /// bridge (a container or VM host) what XDP sends back out must reach the
 /// wire too.
-fn no_timeout_client_redis_killed(switch: ha_testbed::Switch) {
+fn no_timeout_client_redis_killed(switch: Switch) {
     let rounds: usize = std::env::var("HA_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -683,10 +717,10 @@ fn no_timeout_client_redis_killed(switch: ha_testbed::Switch) {
 
 #[test]
 fn a_client_with_no_timeout_writes_again_at_once_after_the_masters_redis_dies() {
-    no_timeout_client_redis_killed(ha_testbed::Switch::Nic);
+    no_timeout_client_redis_killed(Switch::Nic);
 }
 
 #[test]
 fn the_same_on_a_plain_bridge_as_on_a_container_host() {
-    no_timeout_client_redis_killed(ha_testbed::Switch::Veth);
+    no_timeout_client_redis_killed(Switch::Veth);
 }
