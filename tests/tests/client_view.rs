@@ -18,8 +18,14 @@ use ha_testbed::{
 };
 
 fn start(quorum: Quorum, extra_clients: usize) -> Cluster {
+    start_on(Switch::Nic, quorum, extra_clients)
+}
+
+/// Two Redis hosts on `switch`, and `extra_clients` client hosts more.
+fn start_on(switch: Switch, quorum: Quorum, extra_clients: usize) -> Cluster {
     require_root();
-    Cluster::start_full(
+    Cluster::start_on(
+        switch,
         Kind::Ours { advert_ms: 10 },
         2,
         quorum,
@@ -154,23 +160,28 @@ fn on_a_plain_bridge_too_a_restarted_daemon_resets_what_it_left() {
     restarted_daemon_resets(Switch::Veth);
 }
 
-/// A cluster of two on `switch`.
-fn start_on(switch: Switch, quorum: Quorum) -> Cluster {
-    require_root();
-    Cluster::start_on(
-        switch,
-        Kind::Ours { advert_ms: 10 },
-        2,
-        quorum,
-        0,
-        "hac",
-        false,
-    )
-    .expect("the cluster forms")
+/// Sends a request that blocks for ever (BLPOP on a list nobody fills).
+fn block(s: &mut TcpStream) {
+    s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nha:none\r\n$1\r\n0\r\n")
+        .unwrap();
+}
+
+/// Reads what reaches the client within `within`, as the text of what it
+/// read (empty on an error).
+fn read_within(s: &mut TcpStream, within: Duration) -> (std::io::Result<usize>, String) {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    let r = s.read(&mut buf);
+    let text = String::from_utf8_lossy(&buf[..*r.as_ref().unwrap_or(&0)]).into_owned();
+    (r, text)
+}
+
+fn is(r: &std::io::Result<usize>, kind: std::io::ErrorKind) -> bool {
+    matches!(r, Err(e) if e.kind() == kind)
 }
 
 fn restarted_daemon_resets(switch: Switch) {
-    let mut c = start_on(switch, Quorum::Off);
+    let mut c = start_on(switch, Quorum::Off, 0);
     let mut s = connected(&c);
     known_by_h2(&c, 1);
     let (h1, h2) = (c.host(1).addr4, c.host(2).addr4);
@@ -181,34 +192,29 @@ fn restarted_daemon_resets(switch: Switch) {
         ))
         .unwrap();
     // Blocked on h1's Redis, which nothing will answer.
-    s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nha:none\r\n$1\r\n0\r\n")
-        .unwrap();
+    block(&mut s);
     c.inject(Fault::DaemonKilled).unwrap();
     let took = wait_for(Duration::from_secs(5), || {
         (c.status(2)?["state"] == "Master" && c.role(2).as_deref() == Some("master")).then_some(())
     });
     assert!(took.is_some(), "h2 never took over: {:?}", c.status(2));
-    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-    let mut buf = [0u8; 64];
-    let r = s.read(&mut buf);
+    let (r, _) = read_within(&mut s, Duration::from_secs(1));
     assert!(
-        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        is(&r, std::io::ErrorKind::WouldBlock),
         "the client should still wait here, got {r:?}; dropped (tickles, Redis to Redis): {:?}",
         c.lan.dropped()
     );
     let t0 = Instant::now();
     c.start_node(1).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let r = s.read(&mut buf);
+    let (r, text) = read_within(&mut s, Duration::from_secs(5));
     println!(
         "restarted daemon: the client read {r:?} {:?} after the start; dropped (tickles, Redis to Redis): {:?}",
         t0.elapsed(),
         c.lan.dropped()
     );
     assert!(
-        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
-        "the client expected a reset from the restarted daemon, got {r:?} ({})",
-        String::from_utf8_lossy(&buf[..*r.as_ref().unwrap_or(&0)])
+        is(&r, std::io::ErrorKind::ConnectionReset),
+        "the client expected a reset from the restarted daemon, got {r:?} ({text})"
     );
 }
 
@@ -229,7 +235,7 @@ fn on_a_plain_bridge_too_a_lost_reset_is_followed_by_tickles() {
 }
 
 fn lost_reset(switch: Switch) {
-    let mut c = start_on(switch, Quorum::Witness);
+    let mut c = start_on(switch, Quorum::Witness, 0);
     let mut s = connected(&c);
     known_by_h2(&c, 1);
     let (m1, m2) = (c.host(1).mac.clone(), c.host(2).mac.clone());
@@ -242,21 +248,16 @@ fn lost_reset(switch: Switch) {
         .drop_matching(&format!("ether saddr {m2} tcp window 1234"))
         .unwrap();
     // Blocked on h1's Redis; what it answers at its demotion is fenced.
-    s.write_all(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nha:none\r\n$1\r\n0\r\n")
-        .unwrap();
+    block(&mut s);
     // It waits (the request reached h1's Redis and was acknowledged).
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let r = s.read(&mut buf);
+    let (r, _) = read_within(&mut s, Duration::from_millis(300));
     assert!(
-        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        is(&r, std::io::ErrorKind::WouldBlock),
         "the client should wait here, got {r:?}"
     );
     let t0 = Instant::now();
     c.inject(Fault::Switchover).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
-    let r = s.read(&mut buf);
+    let (r, text) = read_within(&mut s, Duration::from_secs(4));
     let dropped = c.lan.dropped();
     println!(
         "switchover: the client read {r:?} {:?} after it began; dropped (h1's resets, h2's tickles): {dropped:?}",
@@ -267,9 +268,8 @@ fn lost_reset(switch: Switch) {
         "h1's reset was not even sent: {dropped:?}"
     );
     assert!(
-        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
-        "the client expected a reset, got {r:?} ({})",
-        String::from_utf8_lossy(&buf[..*r.as_ref().unwrap_or(&0)])
+        is(&r, std::io::ErrorKind::ConnectionReset),
+        "the client expected a reset, got {r:?} ({text})"
     );
 }
 
@@ -284,17 +284,7 @@ fn on_a_plain_bridge_too_a_reconnect_to_the_old_host_is_carried() {
 }
 
 fn reconnect_to_the_old_host(switch: Switch) {
-    require_root();
-    let mut c = Cluster::start_on(
-        switch,
-        Kind::Ours { advert_ms: 10 },
-        2,
-        Quorum::Off,
-        1,
-        "hac",
-        false,
-    )
-    .expect("the cluster forms");
+    let mut c = start_on(switch, Quorum::Off, 1);
     let old = c.host(1).mac.clone();
     // This client's ARP entry for the VIP stays on h1, as a stale cache does.
     c.client_n(1).pin_neighbour(VIP, &old).unwrap();
@@ -646,17 +636,7 @@ fn no_timeout_client_redis_killed(switch: Switch) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     for round in 0..rounds {
-        require_root();
-        let mut c = Cluster::start_on(
-            switch,
-            Kind::Ours { advert_ms: 10 },
-            2,
-            Quorum::Off,
-            0,
-            "hac",
-            false,
-        )
-        .expect("the cluster forms");
+        let mut c = start_on(switch, Quorum::Off, 0);
         let w = ha_testbed::client::Writer::start_profile(
             &c.client().ns,
             vip(),
